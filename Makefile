@@ -1,0 +1,34 @@
+# One place for the install flags: llama-cpp-python builds from source here, and a portable CPU
+# build (no -march=native) avoids the AMX kernels that crash under some hypervisors and keeps
+# pip's cached wheel usable on any x86-64 machine with AVX2.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+export HF_HUB_OFFLINE ?= 1
+export LITELLM_LOCAL_MODEL_COST_MAP ?= True
+
+.PHONY: setup setup-dev demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -e .
+
+setup-dev: $(BIN)/python
+	$(BIN)/pip install -e ".[dev]"
+
+# The README's first command: the example spec end to end on the embedded model.
+demo: setup
+	$(BIN)/synthboot run examples/python-qa.yaml --out runs/python-qa --limit 40
+	$(BIN)/synthboot status runs/python-qa
+
+# The README's second command.
+test: setup-dev
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

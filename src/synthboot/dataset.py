@@ -1,0 +1,81 @@
+"""The run's splits as DSPy examples, and exports to JSONL, Parquet and Hugging Face datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from synthboot.errors import SynthbootError
+from synthboot.schema import TaskSchema
+from synthboot.spec import Spec
+from synthboot.stages.split import SPLITS
+from synthboot.status import candidate_outcomes
+from synthboot.store import Store
+
+ExportFormat = Literal["jsonl", "parquet", "hf"]
+
+
+def split_rows(store: Store, split: str) -> list[dict[str, Any]]:
+    if split not in SPLITS:
+        raise SynthbootError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    ids = {cid for cid, row in store.splits().items() if row["split"] == split}
+    return [c.fields for c in store.candidates() if c.id in ids and c.fields is not None]
+
+
+def _spec(store: Store) -> Spec:
+    body = store.latest_spec()
+    if body is None:
+        raise SynthbootError(f"{store.run_dir} has no spec yet: run `synthboot run` first")
+    return Spec.model_validate(body)
+
+
+def load_split(run_dir: str | Path, split: str) -> list:
+    """The split as `dspy.Example`s with `.with_inputs(...)` set from the spec."""
+    with Store(run_dir) as store:
+        schema = TaskSchema.from_spec(_spec(store))
+        return [schema.to_example(fields) for fields in split_rows(store, split)]
+
+
+def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | None = None) -> list[Path]:
+    """Write the splits (and every candidate with its outcome, for JSONL) under `to`."""
+    target = Path(to) if to else Path(run_dir) / "export" / fmt
+    target.mkdir(parents=True, exist_ok=True)
+    with Store(run_dir) as store:
+        rows = {split: split_rows(store, split) for split in SPLITS}
+        written: list[Path] = []
+        if fmt == "jsonl":
+            for split, items in rows.items():
+                written.append(_write_jsonl(target / f"{split}.jsonl", items))
+            outcomes = candidate_outcomes(store)
+            audit = [{"id": c.id, "origin": c.origin, "topic": c.topic, "round": c.round,
+                      "outcome": outcomes.get(c.id, ("reference", None))[0],
+                      "reason": outcomes.get(c.id, (None, None))[1], "fields": c.fields,
+                      "parse_error": c.parse_error} for c in store.candidates()]
+            written.append(_write_jsonl(target / "candidates.jsonl", audit))
+        elif fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            for split, items in rows.items():
+                path = target / f"{split}.parquet"
+                pq.write_table(pa.Table.from_pylist(items), path)
+                written.append(path)
+        elif fmt == "hf":
+            import datasets
+
+            dd = datasets.DatasetDict({split: datasets.Dataset.from_list(items) for split, items in rows.items()})
+            dd.save_to_disk(str(target))
+            written.append(target)
+        else:
+            raise SynthbootError(f"unknown export format {fmt!r}; choose jsonl, parquet or hf")
+    return written
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path

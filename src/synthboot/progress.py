@@ -1,0 +1,47 @@
+"""Progress for long stages: a rich bar on a terminal, plain periodic lines elsewhere (CI, pipes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+PLAIN_EVERY_S = 10.0
+
+
+@contextmanager
+def progress_printer(console: Console) -> Iterator:
+    """Yields `update(stage, done, total)`."""
+    if console.is_terminal:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=console, transient=False) as bar:
+            tasks: dict[str, int] = {}
+            started: dict[str, float] = {}
+
+            def update(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, rate="")
+                    started[stage] = time.monotonic()
+                rate = done / max(1e-9, time.monotonic() - started[stage])
+                bar.update(tasks[stage], completed=done, total=total, rate=f"{rate:.2f}/s")
+
+            yield update
+        return
+    last: dict[str, float] = {}
+    first: dict[str, float] = {}
+
+    def plain(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        first.setdefault(stage, now)
+        if done == total or now - last.get(stage, 0.0) >= PLAIN_EVERY_S:
+            last[stage] = now
+            elapsed = now - first[stage]
+            rate = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / rate if rate > 0 else float("nan")
+            console.print(f"{stage}: {done}/{total} ({rate:.2f}/s, eta {eta:.0f}s)", highlight=False)
+
+    yield plain

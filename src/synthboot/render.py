@@ -1,0 +1,63 @@
+"""Terminal rendering of a run's status with rich tables."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from synthboot.status import RunStatus
+
+
+def print_status(console: Console, status: RunStatus) -> None:
+    f = status.funnel
+    funnel = Table(title=f"synthboot run {status.run_dir}", show_header=True)
+    funnel.add_column("stage")
+    funnel.add_column("count", justify="right")
+    for label, value in [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
+                         ("rule-valid", f.rule_valid), ("unique", f.unique), ("judged ok", f.judged_ok),
+                         ("kept", f.kept)]:
+        funnel.add_row(label, str(value))
+    if f.pending:
+        funnel.add_row("pending (run again)", str(f.pending))
+    console.print(funnel)
+
+    if f.rejected:
+        reasons = Table(title="rejections", show_header=True)
+        for col in ("stage", "reason", "count"):
+            reasons.add_column(col, justify="right" if col == "count" else "left")
+        for stage, counts in f.rejected.items():
+            for reason, n in counts.most_common():
+                reasons.add_row(stage, reason, str(n))
+        console.print(reasons)
+
+    splits = Table(title="splits", show_header=True)
+    for name in ("train", "dev", "test"):
+        splits.add_column(name, justify="right")
+    splits.add_row(*(str(f.splits.get(name, 0)) for name in ("train", "dev", "test")))
+    console.print(splits)
+
+    c = status.calls
+    console.print(f"LM calls stored: {c.calls} ({', '.join(f'{k} {v}' for k, v in c.by_purpose.items()) or 'none'}); "
+                  f"tokens: {c.prompt_tokens} prompt + {c.completion_tokens} completion; "
+                  f"LM time {c.latency_s:.1f}s; cost ${c.cost:.4f}; failed calls {c.failures}"
+                  + (f"; failed generation tasks {status.tasks_failed}" if status.tasks_failed else ""),
+                  highlight=False)
+
+    d = status.diversity
+    if d is not None:
+        for name, counts in d.distributions.items():
+            table = Table(title=f"{name} distribution (kept)", show_header=True)
+            table.add_column(name)
+            table.add_column("count", justify="right")
+            table.add_column("share", justify="right")
+            target = d.targets.get(name, {})
+            if target:
+                table.add_column("target", justify="right")
+            for value, n in counts.items():
+                row = [value, str(n), f"{n / d.total:.0%}" if d.total else "-"]
+                if target:
+                    row.append(f"{target.get(value, 0):.0%}")
+                table.add_row(*row)
+            console.print(table)
+        for warning in d.warnings:
+            console.print(f"[yellow]WARNING:[/yellow] {warning}")

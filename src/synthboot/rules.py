@@ -1,0 +1,165 @@
+"""The validation rule library: named, configurable quality checks.
+
+A rule in the spec names a built-in `check` (or a `module:function`) and its parameters; its `name`
+is the rejection reason. A check returns None when the example passes, or a short detail saying
+what is wrong.
+
+Custom rules are plain functions `fn(example: dict) -> bool | str | None`: True or None passes,
+False fails, a string fails with that string as the detail.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from synthboot.errors import SpecError
+from synthboot.schema import TaskSchema, import_object
+from synthboot.spec import RuleSpec
+
+Check = Callable[[dict[str, Any], RuleSpec, TaskSchema], str | None]
+
+# Template and filler text a generator leaves behind instead of content.
+_PLACEHOLDER = re.compile(
+    r"\[(?:insert|your|placeholder|question|answer|topic|name|example)[^\]]*\]|<(?:insert|your|placeholder)[^>]*>"
+    r"|\{\{[^}]*\}\}|lorem ipsum|\bTODO\b|\bTBD\b|\bXXX+\b|^\s*\.\.\.\s*$|^\s*(?:n/?a|none|null|string|text)\s*$",
+    re.IGNORECASE)
+_EN_STOPWORDS = frozenset(
+    "the a an is are was were be to of and or in on for with what how why which that this it as by from "
+    "does do can not when where who you your its at if".split())
+
+
+def _text(example: dict[str, Any], name: str | None) -> str:
+    value = example.get(name) if name else None
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def min_length(example, rule, schema):
+    n = len(_text(example, rule.field).strip())
+    return f"{rule.field} has {n} characters, fewer than {rule.value:g}" if n < (rule.value or 0) else None
+
+
+def max_length(example, rule, schema):
+    n = len(_text(example, rule.field).strip())
+    return f"{rule.field} has {n} characters, more than {rule.value:g}" if rule.value is not None and n > rule.value else None
+
+
+def enum(example, rule, schema):
+    allowed = rule.values or schema.enum_fields().get(rule.field or "", [])
+    value = example.get(rule.field)
+    return None if str(value) in allowed else f"{rule.field}={value!r} is not one of {', '.join(allowed)}"
+
+
+def regex(example, rule, schema):
+    found = re.search(rule.pattern or "", _text(example, rule.field)) is not None
+    must_match = not rule.params.get("forbid", False)
+    if found == must_match:
+        return None
+    return f"{rule.field} {'does not match' if must_match else 'matches'} /{rule.pattern}/"
+
+
+def banned_phrases(example, rule, schema):
+    names = [rule.field] if rule.field else (rule.fields or schema.names)
+    for name in names:
+        text = _text(example, name).lower()
+        hit = next((p for p in rule.phrases or [] if p.lower() in text), None)
+        if hit:
+            return f"{name} contains {hit!r}"
+    return None
+
+
+def answer_leak(example, rule, schema):
+    """An output's text appears inside an input: the example gives its own answer away."""
+    enums = schema.enum_fields()
+    outputs = [f for f in (rule.fields or schema.outputs) if f in schema.outputs and f not in enums]
+    min_chars = int(rule.value or 12)
+    for out in outputs:
+        answer = _normalize(_text(example, out))
+        if len(answer) < min_chars:
+            continue
+        for inp in schema.inputs:
+            if answer in _normalize(_text(example, inp)):
+                return f"{out} appears inside {inp}"
+    return None
+
+
+def placeholder(example, rule, schema):
+    for name in [rule.field] if rule.field else schema.names:
+        text = _text(example, name)
+        if _PLACEHOLDER.search(text):
+            return f"{name} holds placeholder text: {text[:60]!r}"
+        if text.strip().lower() in {name.lower(), schema.description(name).strip().lower()} and text.strip():
+            return f"{name} repeats its own field name or description"
+    return None
+
+
+def language(example, rule, schema):
+    """A heuristic English check: mostly Latin letters and some common English words.
+
+    Only English (`values: [en]`, the default) is known; other languages pass unchecked.
+    """
+    if (rule.values or ["en"])[0] != "en":
+        return None
+    for name in [rule.field] if rule.field else [n for n in schema.names if n not in schema.enum_fields()]:
+        text = _text(example, name)
+        letters = [ch for ch in text if ch.isalpha()]
+        words = re.findall(r"[A-Za-z']+", text.lower())
+        if len(letters) < 20:
+            continue
+        latin = sum(ch.isascii() for ch in letters) / len(letters)
+        stop = sum(w in _EN_STOPWORDS for w in words) / max(1, len(words))
+        if latin < 0.9 or (len(words) >= 8 and stop < 0.05):
+            return f"{name} does not look like English"
+    return None
+
+
+BUILTIN: dict[str, Check] = {
+    "min_length": min_length, "max_length": max_length, "enum": enum, "regex": regex,
+    "banned_phrases": banned_phrases, "answer_leak": answer_leak, "placeholder": placeholder,
+    "language": language,
+}
+
+
+def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleSpec, Callable[[dict], str | None]]]:
+    """Each rule with a function `example -> detail | None`. Bad rules are SpecErrors."""
+    compiled = []
+    for i, rule in enumerate(rules):
+        where = f"rules[{i}]"
+        if rule.check in BUILTIN:
+            needs_field = rule.check in ("min_length", "max_length", "enum", "regex")
+            if needs_field and not rule.field:
+                raise SpecError(f"check {rule.check!r} needs a `field`", field=f"{where}.field")
+            if rule.check in ("min_length", "max_length") and rule.value is None:
+                raise SpecError(f"check {rule.check!r} needs a `value`", field=f"{where}.value")
+            if rule.check == "regex":
+                try:
+                    re.compile(rule.pattern or "")
+                except re.error as exc:
+                    raise SpecError(f"invalid regular expression: {exc}", field=f"{where}.pattern") from None
+            if rule.check == "banned_phrases" and not rule.phrases:
+                raise SpecError("check 'banned_phrases' needs `phrases`", field=f"{where}.phrases")
+            check = BUILTIN[rule.check]
+            compiled.append((rule, lambda ex, c=check, r=rule: c(ex, r, schema)))
+        elif ":" in rule.check:
+            fn = import_object(rule.check, what="function", field=f"{where}.check")
+            if not callable(fn):
+                raise SpecError(f"{rule.check!r} is not callable", field=f"{where}.check")
+            compiled.append((rule, lambda ex, f=fn, r=rule: _custom(f, ex, r)))
+        else:
+            raise SpecError(f"unknown check {rule.check!r}; built-in checks: {', '.join(BUILTIN)}, "
+                            "or `module:function`", field=f"{where}.check")
+    return compiled
+
+
+def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None:
+    outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
+    if outcome is True or outcome is None:
+        return None
+    return outcome if isinstance(outcome, str) else f"{rule.check} returned {outcome!r}"
+
+
+def _normalize(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))

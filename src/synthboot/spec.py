@@ -1,0 +1,247 @@
+"""The spec file: one YAML document -> a typed, validated `Spec`.
+
+Every error names the field that is wrong and, when the spec came from YAML, the line it is on,
+so a user never reads a traceback to find a typo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synthboot.errors import SpecError
+
+FieldType = Literal["str", "int", "float", "bool", "enum", "list[str]"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than intent: refuse them.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FieldSpec(_Strict):
+    """One field of the task's examples."""
+
+    type: FieldType = "str"
+    description: str = ""
+    values: list[str] | None = None
+    min_length: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=1)
+    pattern: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    input: bool = False
+
+    @model_validator(mode="after")
+    def _enum_has_values(self) -> FieldSpec:
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum field needs a non-empty `values` list")
+        if self.type != "enum" and self.values:
+            raise ValueError("`values` is only for fields of type enum")
+        if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
+            raise ValueError("min_length is larger than max_length")
+        return self
+
+
+class GenerateSpec(_Strict):
+    """How candidates are generated."""
+
+    lm: str = "local"
+    api_base: str | None = None
+    per_topic: int = Field(20, ge=1)
+    per_call: int = Field(5, ge=1, le=50)
+    temperature: float = Field(0.9, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=16)
+    module: Literal["predict", "cot"] = "predict"
+    concurrency: int = Field(2, ge=1, le=256)
+    # Bound on every generated string the schema leaves unbounded: a small model under a grammar
+    # otherwise runs one field to max_tokens (seen once in three outputs).
+    max_string_length: int = Field(400, ge=8)
+    instructions: str | None = None
+
+
+class RuleSpec(_Strict):
+    """A named quality rule. `check` is a built-in rule name or `module:function`."""
+
+    name: str
+    check: str
+    field: str | None = None
+    value: int | float | None = None
+    values: list[str] | None = None
+    phrases: list[str] | None = None
+    pattern: str | None = None
+    fields: list[str] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class WordOverlapSpec(_Strict):
+    enabled: bool = True
+    threshold: float = Field(0.85, gt=0, le=1)
+
+
+class DedupSpec(_Strict):
+    fields: list[str] | None = None  # default: the input fields
+    exact: bool = True
+    word_overlap: WordOverlapSpec = Field(default_factory=WordOverlapSpec)
+
+
+class DiversitySpec(_Strict):
+    field: str | None = None  # the enum field whose mix matters (default: `difficulty` if present)
+    targets: dict[str, float] = Field(default_factory=dict)
+    min_share: dict[str, float] = Field(default_factory=dict)
+    min_topics: int = Field(5, ge=0)
+
+
+class JudgeSpec(_Strict):
+    enabled: bool = False
+    lm: str | None = None  # defaults to the generator's LM
+    api_base: str | None = None
+    threshold: int = Field(3, ge=1, le=5)
+    rubric: str | None = None
+
+
+class SplitSpec(_Strict):
+    train: float = Field(0.2, ge=0, le=1)
+    dev: float = Field(0.6, ge=0, le=1)
+    test: float = Field(0.2, ge=0, le=1)
+    seed: int = 42
+    stratify: str | None = None
+    include_seeds: bool = False
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitSpec:
+        total = self.train + self.dev + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + dev + test must be 1.0, got {total:g}")
+        return self
+
+
+class Spec(_Strict):
+    """A whole run: the task, its seeds and topics, and every stage's settings."""
+
+    name: str = "synthboot-task"
+    task: str = Field(..., min_length=1, description="What the examples are for; the generator's instructions.")
+    fields: dict[str, FieldSpec] | None = None
+    schema_ref: str | None = Field(None, alias="schema")
+    inputs: list[str] | None = None
+    seeds: list[dict[str, Any]] = Field(default_factory=list)
+    seeds_file: str | None = None
+    topics: list[str] = Field(..., min_length=1)
+    generate: GenerateSpec = Field(default_factory=GenerateSpec)
+    rules: list[RuleSpec] = Field(default_factory=list)
+    dedup: DedupSpec = Field(default_factory=DedupSpec)
+    diversity: DiversitySpec = Field(default_factory=DiversitySpec)
+    judge: JudgeSpec = Field(default_factory=JudgeSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    # Directory that relative paths in the spec (seeds_file) are resolved against.
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("topics")
+    @classmethod
+    def _topics_unique(cls, topics: list[str]) -> list[str]:
+        if any(not t.strip() for t in topics):
+            raise ValueError("topics must be non-empty strings")
+        if len(set(topics)) != len(topics):
+            raise ValueError("topics must be unique")
+        return topics
+
+    @field_validator("rules")
+    @classmethod
+    def _rule_names_unique(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            raise ValueError("rule names must be unique (they are the rejection reasons)")
+        return rules
+
+    @model_validator(mode="after")
+    def _fields_or_schema(self) -> Spec:
+        if (self.fields is None) == (self.schema_ref is None):
+            raise ValueError("give exactly one of `fields` or `schema`")
+        if self.fields is not None and not self.fields:
+            raise ValueError("`fields` is empty")
+        return self
+
+    def content_hash(self) -> str:
+        payload = self.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and validate a YAML spec. Raises `SpecError` naming the field and the line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the spec: {exc}", path=str(path)) from None
+    return parse_spec(text, source=str(path), base_dir=path.parent, overrides=overrides)
+
+
+def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
+               overrides: dict[str, Any] | None = None) -> Spec:
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"invalid YAML: {problem}", path=source,
+                        line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be a YAML mapping of settings", path=source, line=1)
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(data, dotted, value)
+    try:
+        spec = Spec.model_validate({**data, "base_dir": str(base_dir)})
+        from synthboot.schema import TaskSchema  # late: schema imports spec
+
+        TaskSchema.from_spec(spec).check_spec(spec)
+        return spec
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        raise SpecError(message, path=source, field=_dotted(loc) or None, line=_line_of(root, loc)) from None
+    except SpecError as exc:
+        if exc.line is None and exc.field:
+            loc = tuple(int(p) if p.isdigit() else p for p in exc.field.replace("]", "").replace("[", ".").split("."))
+            raise SpecError(str(exc).removeprefix(f"{exc.field}: "), path=source, field=exc.field,
+                            line=_line_of(root, loc)) from None
+        raise
+
+
+def _set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        data = data.setdefault(key, {})
+    data[keys[-1]] = value
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The 1-based line of the deepest YAML node on the path `loc`."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -1,0 +1,49 @@
+"""The pipeline's stages, one module each, all following one contract.
+
+A filter stage is a function `(store, spec, upstream_hash, ...) -> StageResult` that decides the
+candidates that passed the stage before it, writes one decision per candidate (kept, or rejected
+with a reason and details) in one transaction, and is idempotent. Its settings' hash is stored with
+each decision and chained to the upstream stage's hash: change a setting, and that stage and every
+later one decide again from the stored candidates, with no new generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthboot.store import Candidate, Store
+
+# The filter stages in pipeline order. A candidate is kept when every stage kept it.
+FILTER_STAGES = ("validate", "dedup", "judge")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    settings_hash: str
+    decided: int = 0
+    kept: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common())
+        return f"{self.stage}: decided {self.decided}, kept {self.kept}" + (f" (rejected: {reasons})" if reasons else "")
+
+
+def settings_hash(upstream: str, *settings: Any) -> str:
+    blob = json.dumps([upstream, *settings], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def passed(store: Store, stage: str | None, stage_hash: str | None) -> list[Candidate]:
+    """The generated candidates that `stage` kept under `stage_hash` (all of them when stage is None)."""
+    candidates = [c for c in store.candidates() if c.origin == "lm"]
+    if stage is None:
+        return candidates
+    decisions = store.decisions(stage)
+    return [c for c in candidates
+            if (d := decisions.get(c.id)) is not None and d["settings_hash"] == stage_hash and d["kept"]]

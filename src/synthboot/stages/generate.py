@@ -1,0 +1,205 @@
+"""Generate: ask the generator LM for candidates, in batches spread across topics.
+
+Each batch is a task with a stable key (round, topic, batch index). A finished task's candidates
+and its LM call are in the store, so a resumed run skips it; a task killed mid-call runs again and,
+if its LM call had finished, is answered from the store at no cost. Items are parsed one by one so
+one bad item does not sink its batch; a reply that does not parse at all is kept as a candidate
+with its parse error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+
+
+import dspy
+
+from synthboot.lm.calls import call_scope
+from synthboot.schema import TaskSchema, all_seeds
+from synthboot.spec import Spec
+from synthboot.store import Store
+
+STAGE = "generate"
+
+
+@dataclass(frozen=True)
+class GenerationTask:
+    key: str
+    topic: str
+    count: int
+    round: int = 0
+    # Extra guidance for this batch (top-up and failure-driven growth aim batches with it).
+    guidance: str = ""
+
+
+@dataclass
+class GenerateResult:
+    tasks_total: int = 0
+    tasks_run: int = 0
+    tasks_skipped: int = 0
+    tasks_failed: int = 0
+    candidates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0) -> list[GenerationTask]:
+    """The batches of a round, round-robin over topics so any prefix covers topics evenly.
+
+    `limit` caps the number of candidates asked for: the last batch asks only for what is left.
+    """
+    per_call = spec.generate.per_call
+    batches = math.ceil(spec.generate.per_topic / per_call)
+    tasks, asked = [], 0
+    for b in range(batches):
+        for topic in spec.topics:
+            count = min(per_call, spec.generate.per_topic - b * per_call)
+            if limit is not None:
+                count = min(count, limit - asked)
+            if count <= 0:
+                continue
+            tasks.append(GenerationTask(key=f"gen:r{round}:{topic}:{b}", topic=topic, count=count, round=round))
+            asked += count
+    return tasks
+
+
+class GenerateExamples(dspy.Signature):
+    """Generate new examples for the task below, matching the seed examples in format, style and quality.
+    Every example must be specific and factually accurate. Vary the examples; do not repeat or
+    paraphrase the seed examples."""
+
+    task: str = dspy.InputField(desc="What the examples are for")
+    seed_examples: str = dspy.InputField(desc="Existing examples to match in style and quality (JSON)")
+    topic: str = dspy.InputField(desc="The topic every new example must be about")
+    count: int = dspy.InputField(desc="How many new examples to write")
+
+
+def make_generator(schema: TaskSchema, spec: Spec) -> dspy.Module:
+    """A DSPy module `task, seed_examples, topic, count -> examples: list[Example]`."""
+    item = schema.bounded_model(spec.generate.max_string_length)
+    sig = GenerateExamples.append(
+        "examples", dspy.OutputField(desc=f"A JSON list of exactly `count` new examples with fields: "
+                                          f"{', '.join(schema.names)}"),
+        list[item])  # type: ignore[valid-type]
+    if spec.generate.instructions:
+        sig = sig.with_instructions(spec.generate.instructions)
+    return dspy.ChainOfThought(sig) if spec.generate.module == "cot" else dspy.Predict(sig)
+
+
+def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTask], *,
+                 concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> GenerateResult:
+    """Run the tasks not yet done; store each one's candidates as it completes."""
+    schema = TaskSchema.from_spec(spec)
+    generator = make_generator(schema, spec)
+    seeds_json = json.dumps(all_seeds(spec), indent=1, ensure_ascii=False)
+    done = store.done_tasks(STAGE)
+    todo = [t for t in tasks if t.key not in done]
+    result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
+    finished = result.tasks_skipped
+
+    def one(task: GenerationTask) -> int:
+        return _run_task(store, spec, schema, generator, lm, seeds_json, task)
+
+    # Results land in the store as each task completes: a crash loses only the calls in flight.
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate") as pool:
+        pending: dict[Future, GenerationTask] = {}
+        queue = list(reversed(todo))
+        try:
+            while queue or pending:
+                while queue and len(pending) < concurrency and not (should_stop and should_stop()):
+                    task = queue.pop()
+                    pending[pool.submit(one, task)] = task
+                if not pending:
+                    break
+                completed, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    task = pending.pop(future)
+                    try:
+                        result.candidates += future.result()
+                        result.tasks_run += 1
+                    except Exception as exc:  # an LM failure is recorded, the run goes on
+                        from synthboot.errors import SynthbootError
+
+                        result.tasks_failed += 1
+                        result.errors.append(f"{task.key}: {type(exc).__name__}: {exc}")
+                        store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
+                                        error=f"{type(exc).__name__}: {exc}")
+                        store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
+                        if isinstance(exc, SynthbootError):
+                            raise
+                    finished += 1
+                    if on_progress:
+                        on_progress(finished, len(tasks))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return result
+
+
+def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Module, lm: dspy.LM,
+              seeds_json: str, task: GenerationTask) -> int:
+    task_text = spec.task + (f"\n\n{task.guidance}" if task.guidance else "")
+    # The seed makes each batch a distinct request (and sample) even when its prompt repeats.
+    seed = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big")
+    parse_error = None
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), call_scope(STAGE) as scope:
+        try:
+            generator(task=task_text, seed_examples=seeds_json, topic=task.topic, count=task.count,
+                      config={"seed": seed, "temperature": spec.generate.temperature,
+                              "max_tokens": spec.generate.max_tokens})
+        except dspy.utils.exceptions.AdapterParseError as exc:
+            # The raw reply is in the store; salvage its items one by one below.
+            parse_error = str(exc).splitlines()[0]
+    if not scope.call_ids:
+        raise RuntimeError("the generator made no LM call")
+    call_id = scope.call_ids[-1]
+    row = store.query("SELECT text, finish_reason FROM lm_calls WHERE id = ?", (call_id,))[0]
+    items = parse_items(row["text"] or "", schema)
+    if not items:
+        reason = parse_error or "no examples in the reply"
+        if row["finish_reason"] == "length":
+            reason = "reply truncated at max_tokens: " + reason
+        items = [{"fields": None, "raw": row["text"], "parse_error": reason}]
+    store.finish_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round, call_id=call_id,
+                      items=items, model=lm.model, temperature=spec.generate.temperature)
+    return len(items)
+
+
+def parse_items(text: str, schema: TaskSchema) -> list[dict[str, Any]]:
+    """The items of an `examples` list in a JSON reply, each parsed on its own.
+
+    A reply cut off mid-list still yields its complete items. An item that is not a JSON object is
+    kept with a parse error; schema checks belong to the validate stage.
+    """
+    start = text.find("[", text.find('"examples"') if '"examples"' in text else 0)
+    if start < 0:
+        return []
+    decoder = json.JSONDecoder()
+    items: list[dict[str, Any]] = []
+    pos = start + 1
+    while pos < len(text):
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            break
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            items.append({"fields": None, "raw": text[pos:pos + 2000], "parse_error": f"invalid JSON: {exc.msg}"})
+            break
+        raw = text[pos:end]
+        if isinstance(value, dict):
+            items.append({"fields": value, "raw": raw})
+        else:
+            items.append({"fields": None, "raw": raw, "parse_error": "item is not a JSON object"})
+        pos = end
+    return items
+

@@ -1,0 +1,91 @@
+"""Judge: an LLM-as-judge score (1-5) with reasoning per example; a threshold filters.
+
+The judge's calls go through the run store like every other LM call, so changing the threshold and
+re-running decides again from stored verdicts without a single new call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import dspy
+
+from synthboot.lm.calls import call_scope
+from synthboot.spec import Spec
+from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.store import Candidate, Decision, Store
+
+STAGE = "judge"
+DEFAULT_RUBRIC = ("Score 5 for an accurate, specific, unambiguous example whose output fully and correctly answers "
+                  "its input; 3 for acceptable but shallow; 1 for wrong, vague, or off-task.")
+
+
+class JudgeQuality(dspy.Signature):
+    """Judge the quality of one example of a dataset for the task below, on a 1-5 scale.
+    Check that it is factually correct, specific, unambiguous, and that its output fully answers its input."""
+
+    task: str = dspy.InputField(desc="What the dataset is for")
+    rubric: str = dspy.InputField(desc="How to score")
+    example: str = dspy.InputField(desc="The example to judge, as JSON")
+    reasoning: str = dspy.OutputField(desc="Why this score was assigned, in one or two sentences")
+    quality_score: Literal[1, 2, 3, 4, 5] = dspy.OutputField(desc="1=poor, 2=weak, 3=acceptable, 4=good, 5=excellent")
+
+
+def judge_one(judge: dspy.Module, lm: dspy.LM, spec: Spec, fields: dict) -> tuple[int, str]:
+    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), call_scope(STAGE):
+        out = judge(task=spec.task, rubric=spec.judge.rubric or DEFAULT_RUBRIC,
+                    example=json.dumps(fields, ensure_ascii=False), config={"temperature": 0.0})
+    return int(out.quality_score), str(out.reasoning)
+
+
+def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, *, concurrency: int = 1,
+              on_progress: Callable[[int, int], None] | None = None) -> StageResult:
+    """Score the candidates dedup kept; keep those scoring at least the threshold.
+
+    With the judge disabled every candidate passes with no score, so later stages see one shape.
+    """
+    enabled = spec.judge.enabled and lm is not None
+    stage_hash = settings_hash(upstream_hash, STAGE, spec.judge.model_dump() if enabled else "off",
+                               lm.model if enabled and lm else None)
+    result = StageResult(STAGE, stage_hash)
+    existing = store.decisions(STAGE)
+    todo = [c for c in passed(store, "dedup", upstream_hash)
+            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+    if not enabled:
+        store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"judge": "off"}) for c in todo])
+        result.decided = result.kept = len(todo)
+        return result
+    judge = dspy.Predict(JudgeQuality)
+
+    def one(cand: Candidate) -> Decision:
+        try:
+            score, reasoning = judge_one(judge, lm, spec, cand.fields or {})
+        except Exception as exc:  # a verdict that does not parse is a reason, not a crash
+            store.add_failure(purpose=STAGE, task_key=f"judge:{cand.id}", model=lm.model, error=exc)
+            return Decision(cand.id, False, "judge_error", {"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        kept = score >= spec.judge.threshold
+        return Decision(cand.id, kept, None if kept else "low_judge_score",
+                        {"reasoning": reasoning, "threshold": spec.judge.threshold}, score=score)
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="judge") as pool:
+        # Decisions are written in small batches as verdicts arrive: a crash keeps what was judged.
+        batch: list[Decision] = []
+        for decision in pool.map(one, todo):
+            batch.append(decision)
+            done += 1
+            result.decided += 1
+            if decision.kept:
+                result.kept += 1
+            else:
+                result.rejected[decision.reason] += 1
+            if len(batch) >= 8:
+                store.write_decisions(STAGE, stage_hash, batch)
+                batch = []
+            if on_progress:
+                on_progress(done, len(todo))
+        store.write_decisions(STAGE, stage_hash, batch)
+    return result

@@ -1,0 +1,74 @@
+"""Split: kept examples -> train/dev/test, seeded and stratified, stored.
+
+Within each stratum the examples are ordered by a seeded hash of their content and cut at the
+split fractions. An example's place depends only on the seed, its content and its stratum, not on
+the order it was generated in. Test assignments that an optimizer has seen are frozen: a re-split
+keeps them and puts new examples in train and dev only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+
+from synthboot.spec import Spec
+from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.store import Candidate, Store
+
+STAGE = "split"
+SPLITS = ("train", "dev", "test")
+
+
+def stratum_of(cand: Candidate, field: str | None) -> str:
+    if not field:
+        return ""
+    if field == "topic" and "topic" not in (cand.fields or {}):
+        return cand.topic or ""
+    return str((cand.fields or {}).get(field, ""))
+
+
+def assign(items: list[tuple[int, str, str]], fractions: dict[str, float], seed: int) -> dict[int, str]:
+    """`(id, content, stratum)` items -> split name, stratified by cumulative rounding."""
+    by_stratum: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for cid, content, stratum in items:
+        by_stratum[stratum].append((cid, content))
+    names = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    out: dict[int, str] = {}
+    for stratum in sorted(by_stratum):
+        members = sorted(by_stratum[stratum],
+                         key=lambda m: hashlib.sha256(f"{seed}:{stratum}:{m[1]}".encode()).hexdigest())
+        n, start, cumulative = len(members), 0, 0.0
+        for i, name in enumerate(names):
+            cumulative += fractions[name]
+            end = n if i == len(names) - 1 else round(n * cumulative)
+            for cid, _ in members[start:end]:
+                out[cid] = name
+            start = end
+    return out
+
+
+def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
+    s = spec.split
+    stage_hash = settings_hash(upstream_hash, STAGE, s.model_dump())
+    result = StageResult(STAGE, stage_hash)
+    pool = passed(store, "judge", upstream_hash)
+    if s.include_seeds:
+        pool += [c for c in store.candidates(origin="seed")]
+    current = store.splits()
+    pool_ids = {c.id for c in pool}
+    if set(current) == pool_ids and all(r["settings_hash"] == stage_hash for r in current.values()):
+        result.kept = len(pool)
+        return result
+    frozen = {cid: r["split"] for cid, r in current.items() if r["frozen"] and cid in pool_ids}
+    fractions = {"train": s.train, "dev": s.dev, "test": s.test}
+    if frozen:
+        # Test is frozen once an optimizer has seen the data: newcomers go to train and dev only.
+        total = s.train + s.dev
+        fractions = {"train": s.train / total, "dev": s.dev / total, "test": 0.0}
+    items = [(c.id, json.dumps(c.fields, sort_keys=True), stratum_of(c, s.stratify))
+             for c in pool if c.id not in frozen]
+    assignment = assign(items, fractions, s.seed)
+    store.write_splits(stage_hash, assignment, replace_unfrozen=True)
+    result.decided = result.kept = len(assignment) + len(frozen)
+    return result
