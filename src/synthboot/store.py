@@ -24,9 +24,9 @@ from synthboot.errors import RunLockedError, RunNotFoundError, StoreWriteError
 DB_NAME = "synthboot.db"
 LOCK_NAME = "run.lock"
 
-# Numbered migrations; the applied ones are recorded in `migrations`. Append, never edit.
-MIGRATIONS: list[str] = [
-    """
+# Numbered migrations; the applied ones are recorded in `migrations`. Add, never edit.
+MIGRATIONS: dict[int, str] = {
+    1: """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE specs (
         id INTEGER PRIMARY KEY, hash TEXT NOT NULL UNIQUE, body TEXT NOT NULL, created_at TEXT NOT NULL);
@@ -66,7 +66,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX decisions_stage ON decisions(stage, kept);
     CREATE INDEX candidates_task ON candidates(task_key);
     """,
-]
+}
 
 
 def now() -> str:
@@ -151,7 +151,7 @@ class Store:
         with self._write_lock:
             self._conn.execute("CREATE TABLE IF NOT EXISTS migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
             applied = {r[0] for r in self._conn.execute("SELECT version FROM migrations")}
-            for version, script in enumerate(MIGRATIONS, 1):
+            for version, script in sorted(MIGRATIONS.items()):
                 if version in applied:
                     continue
                 with self.transaction() as conn:
