@@ -20,12 +20,12 @@ TINY_SPEC = """
 name: tiny-qa
 task: Question-answer pairs for a Python programming quiz. Answers are concise and factual.
 fields:
-  question: {type: str, description: A clear, specific question, input: true, max_length: 200}
-  answer: {type: str, description: A concise, factual answer, max_length: 300}
-  difficulty: {type: enum, values: [easy, medium, hard], description: easy, medium, or hard}
+  question: {type: str, description: "A clear, specific question", input: true, max_length: 200}
+  answer: {type: str, description: "A concise, factual answer", max_length: 300}
+  difficulty: {type: enum, values: [easy, medium, hard], description: "easy, medium, or hard"}
 seeds:
-  - {question: What is the difference between a list and a tuple in Python?, answer: Lists are mutable while tuples are immutable., difficulty: easy}
-  - {question: What is a decorator in Python?, answer: A function that takes a function and returns an extended one., difficulty: medium}
+  - {question: "What is the difference between a list and a tuple in Python?", answer: "Lists are mutable while tuples are immutable.", difficulty: easy}
+  - {question: "What is a decorator in Python?", answer: "A function that takes a function and returns an extended one.", difficulty: medium}
 topics: [file-io, concurrency]
 generate: {per_topic: 2, per_call: 2, max_tokens: 400, concurrency: 2}
 rules:

@@ -25,7 +25,14 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         lm: Optional[str] = typer.Option(None, help="Generator LM: 'local' or a DSPy model string."),
         api_base: Optional[str] = typer.Option(None, help="Base URL of an OpenAI-compatible server."),
         limit: Optional[int] = typer.Option(None, min=1, help="Cap the number of candidates generated."),
-        concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent LM calls.")) -> None:
+        concurrency: Optional[int] = typer.Option(None, min=1, help="Concurrent LM calls."),
+        rpm: Optional[float] = typer.Option(None, "--rpm", min=0.001, help="Requests per minute to a remote LM."),
+        tpm: Optional[float] = typer.Option(None, "--tpm", min=1, help="Tokens per minute to a remote LM."),
+        engine: str = typer.Option("local", help="Where stages run: local or ray."),
+        ray_address: Optional[str] = typer.Option(
+            None, help="Ray cluster address (e.g. ray://head:10001); default: a local cluster."),
+        budget: Optional[str] = typer.Option(
+            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'.")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
     from synthboot.progress import progress_printer
@@ -33,17 +40,27 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     from synthboot.spec import load_spec
     from synthboot.status import run_status
 
+    from synthboot.cost import parse_budget
+
     spec_obj = load_spec(spec)
+    budget_obj = parse_budget(budget) if budget else None
     _context["run_dir"] = out_dir
     _context["resume"] = f"synthboot run {spec} --out {out_dir}" + (f" --limit {limit}" if limit else "")
     with progress_printer(err) as progress:
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
-                              concurrency=concurrency, progress=progress)
+                              concurrency=concurrency, progress=progress, engine=engine,
+                              ray_address=ray_address, requests_per_minute=rpm, tokens_per_minute=tpm,
+                              budget=budget_obj)
     out.print(f"LM calls this run: {result.lm_calls_made} made, {result.lm_calls_cached} answered from the store")
-    if result.generate.tasks_failed:
-        err.print(f"[yellow]{result.generate.tasks_failed} generation task(s) failed; run again to retry them. "
-                  f"First error: {result.generate.errors[0]}[/yellow]")
-    print_status(out, run_status(out_dir))
+    status_now = run_status(out_dir)
+    print_status(out, status_now)
+    if result.generate.tasks_failed or status_now.funnel.pending:
+        from synthboot.errors import RunIncompleteError
+
+        first = f" (first error: {result.generate.errors[0]})" if result.generate.errors else ""
+        raise RunIncompleteError(f"{result.generate.tasks_failed} generation task(s) failed after their retries and "
+                                 f"{status_now.funnel.pending} candidate(s) are undecided{first}; everything else is "
+                                 f"stored: resume with: {_context['resume']}")
 
 
 @app.command()
@@ -77,6 +94,158 @@ def init(path: Path = typer.Argument(Path("synthboot.yaml"), help="Where to writ
     out.print(f"wrote {path}; edit it, then: synthboot run {path} --out runs/{path.stem}")
 
 
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run directory."),
+           to: Optional[Path] = typer.Option(None, help="The HTML file to write (default RUN_DIR/report.html)."),
+           open_browser: bool = typer.Option(False, "--open", help="Open the report in a web browser.")) -> None:
+    """Write a self-contained HTML report of a run: funnel, distributions, map, duplicates, costs."""
+    from synthboot.progress import progress_printer
+    from synthboot.report import write_report
+
+    with progress_printer(err) as progress:
+        path = write_report(run_dir, to, progress=progress)
+    out.print(f"wrote {path}")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
+@app.command()
+def estimate(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
+             limit: Optional[int] = typer.Option(None, min=1, help="Cap the number of candidates generated."),
+             lm: Optional[str] = typer.Option(None, help="Generator LM: 'local' or a DSPy model string."),
+             measured: Optional[Path] = typer.Option(
+                 None, "--from", help="A run directory whose stored calls give measured token sizes.")) -> None:
+    """Print the expected LM calls, tokens and cost of a run before starting it."""
+    from synthboot.estimate import estimate_run, print_estimate
+    from synthboot.spec import load_spec
+
+    print_estimate(out, estimate_run(load_spec(spec), limit=limit, lm=lm, measured_from=measured))
+
+
+@app.command()
+def review(run_dir: Path = typer.Argument(..., help="A run directory."),
+           port: int = typer.Option(8765, min=0, max=65535, help="Port on 127.0.0.1 (0: any free port)."),
+           reviewer: Optional[str] = typer.Option(None, help="Your name, stored with each decision "
+                                                              "(default: the login name)."),
+           open_browser: bool = typer.Option(False, "--open", help="Open the page in a web browser.")) -> None:
+    """Serve the review page on 127.0.0.1: page through candidates, accept, reject or edit them."""
+    import time
+
+    from synthboot.report.review_app import serve
+
+    with serve(run_dir, port=port, reviewer=reviewer) as url:
+        out.print(f"reviewing {run_dir} at {url} (Ctrl-C to stop)")
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        while True:
+            time.sleep(3600)
+
+
+@app.command()
+def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory."),
+             program: Optional[str] = typer.Option(None, help="A DSPy signature ('question -> answer') or "
+                                                             "module:attribute naming a dspy.Module "
+                                                             "(default: the task's inputs -> outputs)."),
+             module: str = typer.Option("cot", help="predict or cot: the module a signature is wrapped in."),
+             optimizer: str = typer.Option("bootstrap", help="bootstrap, random_search, mipro or gepa (DSPy's)."),
+             auto: Optional[str] = typer.Option(None, help="light, medium or heavy (mipro, gepa)."),
+             settings: list[str] = typer.Option([], "--set", help="KEY=VALUE passed to the optimizer "
+                                                                    "(constructor or compile); repeatable."),
+             metric: Optional[str] = typer.Option(None, help="exact_match, token_f1, embedding, semantic_f1 or "
+                                                           "module:function (default: exact_match for enum "
+                                                           "outputs, else semantic_f1)."),
+             threshold: float = typer.Option(0.5, help="Score counted as a pass (demos, failures)."),
+             lm: str = typer.Option("local", help="Student LM: 'local' or a DSPy model string."),
+             api_base: Optional[str] = typer.Option(None, help="Base URL of the student's OpenAI-compatible server."),
+             judge_lm: Optional[str] = typer.Option(None, help="Judge for semantic_f1 and GEPA's reflection "
+                                                             "(default: the spec's judge, else its generator)."),
+             adapter: Optional[str] = typer.Option(None, help="json or chat (default: json for the embedded model)."),
+             num_threads: int = typer.Option(2, min=1, help="Parallel evaluation threads."),
+             test: Optional[Path] = typer.Option(None, "--test", help="JSONL of real labeled examples: "
+                                                                     "the held-out real test set.")) -> None:
+    """Optimize a DSPy program on the run's train/dev splits and score it on test."""
+    from synthboot.optimize import OptimizeSettings, run_optimize
+    from synthboot.programs import parse_settings
+    from synthboot.render_optimize import print_optimize
+
+    _context["run_dir"] = run_dir
+    chosen = OptimizeSettings(program=program, module=module, optimizer=optimizer,
+                              optimizer_settings=parse_settings(settings, auto), metric=metric,
+                              threshold=threshold, lm=lm, api_base=api_base, judge_lm=judge_lm, adapter=adapter,
+                              num_threads=num_threads, test_file=str(test) if test else None)
+    report = run_optimize(run_dir, chosen, progress=lambda m: err.print(m, highlight=False, markup=False))
+    print_optimize(out, report)
+
+
+@app.command()
+def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optimize run."),
+         rounds: int = typer.Option(1, min=1, help="Growth rounds."),
+         per_round: Optional[int] = typer.Option(None, min=1, help="New examples asked for per round "
+                                                                   "(default: twice the dev failures).")) -> None:
+    """Generate examples aimed at the optimized program's dev failures, filter them, re-optimize."""
+    from synthboot.grow import run_grow
+    from synthboot.render_optimize import print_rounds
+
+    _context["run_dir"] = run_dir
+    result = run_grow(run_dir, rounds=rounds, per_round=per_round,
+                      progress=lambda m: err.print(m, highlight=False, markup=False))
+    for r in result.rounds:
+        out.print(f"round {r.round}: {r.failures} dev failures, asked {r.asked}, generated {r.generated}, "
+                  f"added {r.added or 'none'}" + (f", {r.test_near_duplicates} near test items!"
+                                                   if r.test_near_duplicates else ""), highlight=False)
+    print_rounds(out, [result.baseline] + [r.report for r in result.rounds if r.report],
+                 {r.round: sum(r.added.values()) for r in result.rounds})
+    if result.stopped:
+        out.print(f"stopped: {result.stopped}", highlight=False)
+
+
+@app.command(name="import")
+def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
+            file: Path = typer.Argument(..., help="JSONL of real, human-labeled examples with the spec's fields."),
+            split: str = typer.Option(..., "--as", help="test, train or dev.")) -> None:
+    """Add real examples to a run (provenance 'human'); their split is frozen."""
+    from synthboot.importing import import_examples
+    from synthboot.spec import Spec
+    from synthboot.store import Store
+
+    with Store(run_dir, lock=True) as store:
+        body = store.latest_spec()
+        if body is None:
+            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
+        result = import_examples(store, Spec.model_validate(body), file, split)
+    out.print(f"imported {result.rows} examples into {split} ({result.added} new, provenance 'human')",
+              highlight=False)
+    if result.overlaps:
+        err.print(f"warning: {len(result.overlaps)} imported examples nearly repeat examples in other splits "
+                  f"(first: candidate {result.overlaps[0][0]} ~ {result.overlaps[0][1]} in "
+                  f"{result.overlaps[0][2]})", highlight=False, markup=False)
+
+
+@app.command()
+def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.gz)."),
+          field: list[str] = typer.Option(..., "--field", help="The field to compare (repeat for several)."),
+          out_file: Path = typer.Option(..., "--out", help="Where to write the kept rows (JSONL)."),
+          method: Optional[str] = typer.Option(
+              None, help="exact, minhash, semantic or word_overlap; comma-separated for layers in order "
+                         "(default: exact,minhash,semantic)."),
+          threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Similarity threshold for the method."),
+          pairs: Optional[Path] = typer.Option(None, help="Write the duplicate pairs with their scores here (JSONL)."),
+          embedder: Optional[str] = typer.Option(None, help="Embedder for semantic: local, static or a model directory.")
+          ) -> None:
+    """Remove duplicate rows from any JSONL file and print the counts."""
+    from synthboot.dedup_file import dedup_file
+
+    result = dedup_file(file, field, out_file, methods=method.split(",") if method else None, threshold=threshold,
+                        pairs=pairs, embedder=embedder)
+    removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
+    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}) "
+              f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)
+
+
 _context: dict[str, object] = {}
 
 
@@ -91,26 +260,26 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, standalone_mode=False)
         return 0
     except SynthbootError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        # soft_wrap: one line whatever the terminal width (scripts and tests read it as one line).
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         resume = _context.get("resume")
         err.print("stopped; everything finished so far is in the store" +
-                  (f"; resume with: {resume}" if resume else ""), markup=False, highlight=False)
+                  (f"; resume with: {resume}" if resume else ""), markup=False, highlight=False, soft_wrap=True)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
         err.print("aborted")
         return 130
+    except typer.TyperException as exc:  # a bad argument: typer shows it with the usage line, exit 2
+        exc.show()
+        return getattr(exc, "exit_code", 2)
     except Exception as exc:  # noqa: BLE001 - the one place bugs are caught
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
         log = _write_traceback()
-        err.print(f"internal error: {type(exc).__name__}: {exc} (traceback in {log})", markup=False, highlight=False)
+        err.print(f"internal error: {type(exc).__name__}: {exc} (traceback in {log})", markup=False, highlight=False,
+                  soft_wrap=True)
         return 1
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthboot.errors import SynthbootError
+from synthboot.reviews import latest_reviews, with_edits
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.split import SPLITS
@@ -20,7 +21,12 @@ def split_rows(store: Store, split: str) -> list[dict[str, Any]]:
     if split not in SPLITS:
         raise SynthbootError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     ids = {cid for cid, row in store.splits().items() if row["split"] == split}
-    return [c.fields for c in store.candidates() if c.id in ids and c.fields is not None]
+    # Review decisions outrank everything: edited fields replace the generated ones, and a rejected
+    # example stays out even where its split row survives (frozen test items).
+    reviews = latest_reviews(store)
+    ids -= {cid for cid, r in reviews.items() if not r.keeps}
+    return [c.fields for c in (with_edits(c, reviews) for c in store.candidates() if c.id in ids)
+            if c.fields is not None]
 
 
 def _spec(store: Store) -> Spec:

@@ -22,7 +22,8 @@ class SpecError(SynthbootError):
         where = ":".join(str(p) for p in (path, line) if p is not None)
         prefix = f"{where}: " if where else ""
         named = f"{field}: " if field else ""
-        super().__init__(f"{prefix}{named}{message}")
+        # One line, always: messages quote user text and library errors, which may hold newlines.
+        super().__init__(" ".join(f"{prefix}{named}{message}".splitlines()))
 
 
 class RunLockedError(SynthbootError):
@@ -35,6 +36,10 @@ class RunNotFoundError(SynthbootError):
 
 class LMUnavailableError(SynthbootError):
     """The LM cannot be reached or configured (no server, no key, no model file)."""
+
+
+class RunIncompleteError(SynthbootError):
+    """Some LM calls failed after their retries; what finished is stored and a re-run retries the rest."""
 
 
 class StoreWriteError(SynthbootError):

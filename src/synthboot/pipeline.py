@@ -13,7 +13,10 @@ from pathlib import Path
 
 import dspy
 
+from synthboot.engines import get_engine
+from synthboot.cost import Budget, BudgetGuard, parse_budget
 from synthboot.lm import make_lm
+from synthboot.lm.limits import limits_of
 from synthboot.lm.calls import store_as_lm_cache
 from synthboot.schema import all_seeds
 from synthboot.spec import Spec
@@ -23,7 +26,10 @@ from synthboot.stages.generate import GenerateResult, plan_tasks, run_generate
 from synthboot.stages.judge import run_judge
 from synthboot.stages.split import run_split
 from synthboot.stages.validate import run_validate
+from synthboot.stages.diversity import record as record_diversity
+from synthboot.status import candidate_outcomes, kept_candidates
 from synthboot.store import Store
+from synthboot.topup import TopUpResult, top_up
 
 # (stage name, done, total): how long stages report progress.
 Progress = Callable[[str, int, int], None]
@@ -36,13 +42,21 @@ class RunResult:
     stages: list[StageResult] = field(default_factory=list)
     lm_calls_made: int = 0
     lm_calls_cached: int = 0
+    topup: TopUpResult | None = None
 
 
 def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_base: str | None = None,
-        limit: int | None = None, concurrency: int | None = None, progress: Progress | None = None) -> RunResult:
+        limit: int | None = None, concurrency: int | None = None, progress: Progress | None = None,
+        engine: str = "local", ray_address: str | None = None, requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None, budget: Budget | str | None = None) -> RunResult:
     """Run (or resume) the pipeline for `spec` in the run directory `out`.
 
     `lm` overrides the spec's generator: a model string, or any configured `dspy.LM`.
+    `engine` is 'local' (threads here) or 'ray' (a Ray cluster at `ray_address`, default a local
+    one); the store stays here either way. The rate limits override the spec's.
+    `budget` ('$2', '200k tokens' or a `Budget`) caps what the run spends in total, over all its
+    sessions: when reached, no new LM call starts, the work done is stored, and `BudgetExhausted`
+    is raised; run again with a higher budget to resume.
     """
     lm_object = lm if isinstance(lm, dspy.LM) else None
     if lm_object is not None:
@@ -52,6 +66,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
     elif api_base is not None:
         spec = spec.model_copy(update={"generate": spec.generate.model_copy(update={"api_base": api_base})})
     workers = concurrency or spec.generate.concurrency
+    limits = limits_of(spec.generate, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
+    stages = get_engine(engine, ray_address=ray_address, limits=limits)
     with Store(out, create=True, lock=True) as store:
         store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
         store.set_meta("run_settings", {"limit": limit, "lm": spec.generate.lm})
@@ -59,23 +75,47 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
         with store_as_lm_cache(store) as cache:
             gen_lm = lm_object or make_lm(spec.generate.lm, api_base=spec.generate.api_base,
                              temperature=spec.generate.temperature, max_tokens=spec.generate.max_tokens,
-                             instances=workers)
+                             instances=workers, limits=limits)
             tasks = plan_tasks(spec, limit=limit)
-            gen = run_generate(store, spec, gen_lm, tasks, concurrency=workers,
-                               on_progress=_stage_progress(progress, "generate"))
+            guard = None if budget is None else BudgetGuard(
+                store, parse_budget(budget) if isinstance(budget, str) else budget,
+                [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None])
+            # Passed only with a budget, so engines that take no `should_stop` still run without one.
+            stop = {} if guard is None else {"should_stop": guard.exhausted}
+            gen = stages.run_generate(store, spec, gen_lm, tasks, concurrency=workers,
+                               on_progress=_stage_progress(progress, "generate"), **stop)
             result = RunResult(Path(out), gen)
-            validate = run_validate(store, spec)
-            dedup = run_dedup(store, spec, validate.settings_hash)
+            validate = stages.run_validate(store, spec)
+            dedup = stages.run_dedup(store, spec, validate.settings_hash,
+                                     on_progress=_stage_progress(progress, "dedup: embed"))
             judge_lm = None
             if spec.judge.enabled:
                 judge_lm = gen_lm if not spec.judge.lm or spec.judge.lm == spec.generate.lm else make_lm(
-                    spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers)
-            judge = run_judge(store, spec, judge_lm, dedup.settings_hash, concurrency=workers,
-                              on_progress=_stage_progress(progress, "judge"))
+                    spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers,
+                    limits=limits)
+            judge = stages.run_judge(store, spec, judge_lm, dedup.settings_hash, concurrency=workers,
+                              on_progress=_stage_progress(progress, "judge"), **stop)
+            if spec.count:
+                # Targeted top-up (synthboot.topup): more rounds until `count` examples survive every filter.
+                def refilter() -> list[StageResult]:
+                    v = stages.run_validate(store, spec)
+                    d = stages.run_dedup(store, spec, v.settings_hash)
+                    return [v, d, stages.run_judge(store, spec, judge_lm, d.settings_hash, concurrency=workers, **stop)]
+
+                result.topup = top_up(store, spec, lambda more: stages.run_generate(
+                    store, spec, gen_lm, more, concurrency=workers, on_progress=_stage_progress(progress, "top-up"),
+                    **stop), refilter, [validate, dedup, judge])
+                validate, dedup, judge = result.topup.stages
             split = run_split(store, spec, judge.settings_hash)
             result.stages = [validate, dedup, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
+            record_diversity(store, spec, kept_candidates(store))  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits
+            if guard is not None and guard.stopped_work:
+                left = gen.tasks_total - gen.tasks_skipped - gen.tasks_run - gen.tasks_failed
+                raise guard.error(f"{left} of {gen.tasks_total} generation tasks and "
+                                  f"{sum(1 for s, _ in candidate_outcomes(store).values() if s == 'pending')} "
+                                  "candidates' verdicts left to do")
     return result
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 PLAIN_EVERY_S = 10.0
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @contextmanager
@@ -41,7 +44,23 @@ def progress_printer(console: Console) -> Iterator:
             last[stage] = now
             elapsed = now - first[stage]
             rate = done / elapsed if elapsed > 0 else 0.0
-            eta = (total - done) / rate if rate > 0 else float("nan")
-            console.print(f"{stage}: {done}/{total} ({rate:.2f}/s, eta {eta:.0f}s)", highlight=False)
+            eta = f"{(total - done) / rate:.0f}s" if rate > 0 else "?"
+            console.print(f"{stage}: {done}/{total} ({rate:.2f}/s, eta {eta})", highlight=False)
 
     yield plain
+
+
+def chunked(items: Sequence[T], work: Callable[[Sequence[T]], R],
+            on_progress: Callable[[int, int], None] | None = None, size: int = 256) -> list[R]:
+    """`work` over `items` a chunk at a time, reporting (done, total) after each chunk.
+
+    For batch work with no natural steps of its own, such as embedding thousands of texts.
+    """
+    out: list[R] = []
+    if on_progress is not None:
+        on_progress(0, len(items))  # starts the clock, so the rate and ETA count the first chunk
+    for start in range(0, len(items), size):
+        out.append(work(items[start:start + size]))
+        if on_progress is not None:
+            on_progress(min(start + size, len(items)), len(items))
+    return out

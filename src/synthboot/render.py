@@ -30,6 +30,15 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    if status.dedup_by_layer:
+        console.print("dedup removals by layer: " + ", ".join(f"{k} {v}" for k, v in status.dedup_by_layer.items()),
+                      highlight=False)
+    if status.topup:
+        from synthboot.topup import TopUpResult
+
+        t = TopUpResult(**status.topup)
+        console.print(t.summary() if t.reached else f"[yellow]{t.summary()}[/yellow]", highlight=False)
+
     splits = Table(title="splits", show_header=True)
     for name in ("train", "dev", "test"):
         splits.add_column(name, justify="right")
@@ -59,5 +68,21 @@ def print_status(console: Console, status: RunStatus) -> None:
                     row.append(f"{target.get(value, 0):.0%}")
                 table.add_row(*row)
             console.print(table)
+        metrics = [f"{k} {v:.2f}" for k, v in d.distinct.items()]
+        metrics += [f"entropy({k}) {v:.2f}" for k, v in d.entropy.items()]
+        metrics += [f"off-target({k}) {v:.0%}" for k, v in d.divergence.items()]
+        if d.nn_distance is not None:
+            metrics.append(f"mean nearest-neighbour cosine distance {d.nn_distance:.3f}")
+        if d.near_seed_rate is not None:
+            metrics.append(f"near-seed rate {d.near_seed_rate:.0%} (mean best cosine to a seed {d.seed_similarity:.2f})")
+        if metrics:
+            console.print("diversity: " + "; ".join(metrics), highlight=False)
         for warning in d.warnings:
             console.print(f"[yellow]WARNING:[/yellow] {warning}")
+
+    if status.optimization:
+        from synthboot.render_optimize import print_optimize, print_rounds
+
+        print_optimize(console, status.optimization[-1])
+        if len({r.round for r in status.optimization}) > 1:
+            print_rounds(console, status.optimization)

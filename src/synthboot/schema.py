@@ -34,6 +34,8 @@ def import_object(ref: str, *, what: str, field: str) -> Any:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise SpecError(f"cannot import module {module_name!r}: {exc}", field=field) from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing: say so, in one line
+        raise SpecError(f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}", field=field) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise SpecError(f"module {module_name!r} has no attribute {attr!r}", field=field)
@@ -113,6 +115,10 @@ class TaskSchema:
     def check_spec(self, spec: Spec) -> None:
         """Cross-field checks of the spec against the task's fields."""
         names = self.names
+        if not spec.seeds and not spec.seeds_file:
+            raise SpecError("no seed examples: give a few (3-5) in `seeds` or a `seeds_file`", field="seeds")
+        if spec.seeds_file and not spec.seeds and not read_seeds_file(spec):
+            raise SpecError("the seeds file holds no examples", field="seeds_file")
         for i, seed in enumerate(spec.seeds):
             self._check_seed(seed, f"seeds[{i}]")
         if spec.seeds_file:
@@ -125,6 +131,10 @@ class TaskSchema:
         for i, f in enumerate(spec.dedup.fields or []):
             if f not in names:
                 raise SpecError(f"{f!r} is not a field of the task", field=f"dedup.fields[{i}]")
+        for layer in ("exact", "word_overlap", "minhash", "semantic"):
+            for i, f in enumerate(getattr(spec.dedup, layer).fields or []):
+                if f not in names:
+                    raise SpecError(f"{f!r} is not a field of the task", field=f"dedup.{layer}.fields[{i}]")
         if spec.split.stratify and spec.split.stratify not in names + ["topic"]:
             raise SpecError(f"{spec.split.stratify!r} is not a field of the task", field="split.stratify")
         if spec.diversity.field and spec.diversity.field not in self.enum_fields():

@@ -30,8 +30,9 @@ class FieldSpec(_Strict):
     type: FieldType = "str"
     description: str = ""
     values: list[str] | None = None
-    min_length: int | None = Field(None, ge=0)
-    max_length: int | None = Field(None, ge=1)
+    # Upper bounds keep absurd values from reaching pydantic's schema builder (which overflows).
+    min_length: int | None = Field(None, ge=0, le=10_000_000)
+    max_length: int | None = Field(None, ge=1, le=10_000_000)
     pattern: str | None = None
     minimum: float | None = None
     maximum: float | None = None
@@ -53,15 +54,22 @@ class GenerateSpec(_Strict):
 
     lm: str = "local"
     api_base: str | None = None
-    per_topic: int = Field(20, ge=1)
+    per_topic: int = Field(20, ge=1, le=1_000_000)
     per_call: int = Field(5, ge=1, le=50)
     temperature: float = Field(0.9, ge=0, le=2)
-    max_tokens: int = Field(1024, ge=16)
+    max_tokens: int = Field(1024, ge=16, le=10_000_000)
     module: Literal["predict", "cot"] = "predict"
     concurrency: int = Field(2, ge=1, le=256)
+    # Provider limits for remote LMs (generator and judge on the same model share them); None is
+    # unlimited. Retries back off exponentially with jitter on 429, 5xx and timeouts, honouring
+    # Retry-After (synthboot.lm.limits).
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    max_retries: int = Field(5, ge=0, le=50)
+    timeout_s: float | None = Field(None, gt=0)
     # Bound on every generated string the schema leaves unbounded: a small model under a grammar
     # otherwise runs one field to max_tokens (seen once in three outputs).
-    max_string_length: int = Field(400, ge=8)
+    max_string_length: int = Field(400, ge=8, le=10_000_000)
     instructions: str | None = None
 
 
@@ -79,15 +87,45 @@ class RuleSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class WordOverlapSpec(_Strict):
+class _LayerSpec(_Strict):
     enabled: bool = True
+    fields: list[str] | None = None  # the fields this layer compares (default: dedup.fields)
+
+
+class ExactSpec(_LayerSpec):
+    pass
+
+
+class WordOverlapSpec(_LayerSpec):
+    # The seed tutorial's rule; MinHash and embeddings separate paraphrases better (BENCHMARKS.md).
+    enabled: bool = False
     threshold: float = Field(0.85, gt=0, le=1)
+
+
+class MinHashSpec(_LayerSpec):
+    threshold: float = Field(0.6, gt=0, le=1)  # Jaccard of the shingle sets (BENCHMARKS.md: why 0.6)
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle: Literal["word", "char"] = "word"
+    ngram: int = Field(1, ge=1, le=10)
+
+
+class SemanticSpec(_LayerSpec):
+    threshold: float = Field(0.9, gt=0, le=1)  # cosine of the embeddings
+    embedder: str = "local"  # synthboot.embeddings: 'local' (MiniLM), 'static', or a model directory
 
 
 class DedupSpec(_Strict):
     fields: list[str] | None = None  # default: the input fields
-    exact: bool = True
+    exact: ExactSpec = Field(default_factory=ExactSpec)
     word_overlap: WordOverlapSpec = Field(default_factory=WordOverlapSpec)
+    minhash: MinHashSpec = Field(default_factory=MinHashSpec)
+    semantic: SemanticSpec = Field(default_factory=SemanticSpec)
+
+    @field_validator("exact", "word_overlap", "minhash", "semantic", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        # `exact: false` is shorthand for `exact: {enabled: false}`.
+        return {"enabled": value} if isinstance(value, bool) else value
 
 
 class DiversitySpec(_Strict):
@@ -95,6 +133,19 @@ class DiversitySpec(_Strict):
     targets: dict[str, float] = Field(default_factory=dict)
     min_share: dict[str, float] = Field(default_factory=dict)
     min_topics: int = Field(5, ge=0)
+    near_seed_threshold: float = Field(0.8, gt=0, le=1)  # cosine above which an example "copies" a seed
+    max_near_seed_rate: float = Field(0.3, ge=0, le=1)
+    max_divergence: float = Field(0.25, ge=0, le=1)  # total variation distance from a target before warning
+
+
+class TopUpSpec(_Strict):
+    """More generation rounds, aimed at under-filled strata, until `count` examples survive every filter."""
+
+    stratify: str | None = None  # 'topic' or an enum field (default: split.stratify, else topic)
+    per_stratum: dict[str, int] = Field(default_factory=dict)  # minimum kept per stratum value
+    max_rounds: int = Field(3, ge=0, le=100)
+    max_calls: int | None = Field(None, ge=1)  # cap on generation calls over all top-up rounds
+    overshoot: float = Field(1.5, ge=1, le=10)  # ask for this many times the gap: filters reject some
 
 
 class JudgeSpec(_Strict):
@@ -138,6 +189,9 @@ class Spec(_Strict):
     diversity: DiversitySpec = Field(default_factory=DiversitySpec)
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
+    # How many kept examples the user wants; short of it, top-up rounds generate more (synthboot.topup).
+    count: int | None = Field(None, ge=1)
+    topup: TopUpSpec = Field(default_factory=TopUpSpec)
     # Directory that relative paths in the spec (seeds_file) are resolved against.
     base_dir: str = Field(".", exclude=True)
 
@@ -160,10 +214,12 @@ class Spec(_Strict):
 
     @model_validator(mode="after")
     def _fields_or_schema(self) -> Spec:
+        # A SpecError (not a ValueError) passes through pydantic with the field it names.
         if (self.fields is None) == (self.schema_ref is None):
-            raise ValueError("give exactly one of `fields` or `schema`")
+            raise SpecError("give exactly one of `fields` or `schema`",
+                            field="fields" if self.fields is None else "schema")
         if self.fields is not None and not self.fields:
-            raise ValueError("`fields` is empty")
+            raise SpecError("`fields` is empty", field="fields")
         return self
 
     def content_hash(self) -> str:
@@ -191,8 +247,15 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"invalid YAML: {problem}", path=source,
-                        line=mark.line + 1 if mark else None) from None
+        line = mark.line + 1 if mark else None
+        if line is None and isinstance(getattr(exc, "position", None), int):  # a ReaderError: a bad character
+            line = text[:exc.position].count("\n") + 1
+        # An unexpected end of file is reported past the last line: point at the last line.
+        line = max(1, min(line or 1, len(text.splitlines())))
+        raise SpecError(f"invalid YAML: {problem}", path=source, line=line) from None
+    except RecursionError:
+        # PyYAML parses nested flow collections recursively: `[[[[...` deep enough overflows it.
+        raise SpecError("invalid YAML: nested too deeply", path=source, line=1) from None
     if not isinstance(data, dict):
         raise SpecError("the spec must be a YAML mapping of settings", path=source, line=1)
     for dotted, value in (overrides or {}).items():
@@ -201,7 +264,11 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
         spec = Spec.model_validate({**data, "base_dir": str(base_dir)})
         from synthboot.schema import TaskSchema  # late: schema imports spec
 
-        TaskSchema.from_spec(spec).check_spec(spec)
+        from synthboot.rules import compile_rules
+
+        schema = TaskSchema.from_spec(spec)
+        schema.check_spec(spec)
+        compile_rules(spec.rules, schema)  # a bad `module:function` fails now, not after generation
         return spec
     except ValidationError as exc:
         err = exc.errors()[0]

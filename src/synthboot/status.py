@@ -8,7 +8,9 @@ from pathlib import Path
 
 from synthboot.spec import Spec
 from synthboot.stages import FILTER_STAGES
-from synthboot.stages.diversity import DiversityReport, measure
+from synthboot.stages.diversity import DiversityReport, measure, with_recorded
+from synthboot.topup import META_KEY as TOPUP_META
+from synthboot.reviews import REJECTED_REASON, latest_reviews, with_edits
 from synthboot.store import Candidate, Store
 
 
@@ -46,14 +48,37 @@ class RunStatus:
     calls: CallStats
     diversity: DiversityReport | None
     tasks_failed: int = 0
+    # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
+    optimization: list = field(default_factory=list)
+    topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+
+    @property
+    def dedup_by_layer(self) -> dict[str, int]:
+        """Removals per dedup layer (every enabled layer listed, zero included)."""
+        from synthboot.stages.dedup import make_layers
+
+        counts = {layer.name: 0 for layer in make_layers(self.spec)} if self.spec else {}
+        for reason, n in self.funnel.rejected.get("dedup", Counter()).items():
+            layer = (reason or "").removeprefix("duplicate:")
+            counts[layer] = counts.get(layer, 0) + n
+        return counts
 
 
-def candidate_outcomes(store: Store) -> dict[int, tuple[str, str | None]]:
-    """Each generated candidate -> (stage it stopped at or 'kept' or 'pending', reason)."""
+def candidate_outcomes(store: Store, *, reviews: bool = True) -> dict[int, tuple[str, str | None]]:
+    """Each generated candidate -> (stage it stopped at or 'kept' or 'pending', reason).
+
+    A human review decision outranks the filters: accepted or edited is ('kept', 'review:accepted'
+    or 'review:edited'), rejected is ('review', 'review:rejected'). `reviews=False` gives the
+    filters' own verdicts.
+    """
     hashes = store.get_meta("stage_hashes", {}) or {}
     decisions = {stage: store.decisions(stage) for stage in FILTER_STAGES}
+    reviews = latest_reviews(store) if reviews else {}
     out: dict[int, tuple[str, str | None]] = {}
     for cand in store.candidates(origin="lm"):
+        if (review := reviews.get(cand.id)) is not None:
+            out[cand.id] = ("kept", f"review:{review.decision}ed") if review.keeps else ("review", REJECTED_REASON)
+            continue
         outcome: tuple[str, str | None] = ("kept", None)
         for stage in FILTER_STAGES:
             d = decisions[stage].get(cand.id)
@@ -68,8 +93,10 @@ def candidate_outcomes(store: Store) -> dict[int, tuple[str, str | None]]:
 
 
 def kept_candidates(store: Store) -> list[Candidate]:
+    """The kept generated candidates, with reviewers' edits in place of the generated fields."""
     outcomes = candidate_outcomes(store)
-    return [c for c in store.candidates(origin="lm") if outcomes.get(c.id, ("",))[0] == "kept"]
+    reviews = latest_reviews(store)
+    return [with_edits(c, reviews) for c in store.candidates(origin="lm") if outcomes.get(c.id, ("",))[0] == "kept"]
 
 
 def run_status(run_dir: str | Path) -> RunStatus:
@@ -94,10 +121,15 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = Counter(r["split"] for r in store.splits().values())
         calls = _call_stats(store)
-        kept = [c for c in store.candidates(origin="lm") if outcomes[c.id][0] == "kept"]
-        diversity = measure(kept, spec) if spec else None
+        kept = kept_candidates(store)
+        diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
+        topup = store.get_meta(TOPUP_META)
         failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
-    return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed)
+        from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
+
+        optimization = optimize_reports(store)
+    return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
+                     topup=topup)
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from synthboot.errors import RunLockedError, RunNotFoundError, StoreWriteError
+from synthboot.secrets import scrub
 
 DB_NAME = "synthboot.db"
 LOCK_NAME = "run.lock"
@@ -68,6 +69,54 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
+# Issue 4: the optimize loop (synthboot.optimize). One row per optimize run (keyed by its
+# settings, so a re-run replaces its own results), its scores with bootstrap intervals, every
+# prediction, the LM calls and tokens of each phase, and the candidates handed to the optimizer
+# (the record that test items never reached it).
+MIGRATIONS[2] = """
+    CREATE TABLE optimize_runs (
+        id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, round INTEGER NOT NULL DEFAULT 0,
+        settings TEXT NOT NULL,            -- JSON: program, module, optimizer and its settings, metric, lms
+        program_path TEXT, status TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, finished_at TEXT);
+    CREATE TABLE optimize_scores (
+        run_id INTEGER NOT NULL REFERENCES optimize_runs(id), split TEXT NOT NULL, program TEXT NOT NULL,
+        n INTEGER NOT NULL, mean REAL, ci_low REAL, ci_high REAL,
+        PRIMARY KEY (run_id, split, program));
+    CREATE TABLE optimize_predictions (
+        run_id INTEGER NOT NULL REFERENCES optimize_runs(id), split TEXT NOT NULL, program TEXT NOT NULL,
+        candidate_id INTEGER NOT NULL REFERENCES candidates(id), prediction TEXT, score REAL, error TEXT,
+        PRIMARY KEY (run_id, split, program, candidate_id));
+    CREATE TABLE optimize_phases (
+        run_id INTEGER NOT NULL REFERENCES optimize_runs(id), phase TEXT NOT NULL, calls INTEGER NOT NULL,
+        calls_made INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+        seconds REAL NOT NULL, PRIMARY KEY (run_id, phase));
+    CREATE TABLE optimize_inputs (
+        run_id INTEGER NOT NULL REFERENCES optimize_runs(id), role TEXT NOT NULL,
+        candidate_id INTEGER NOT NULL REFERENCES candidates(id), PRIMARY KEY (run_id, role, candidate_id));
+"""
+
+# Issue 5: human review decisions (synthboot.reviews). Every decision is kept as history; the
+# latest per candidate is the one in force, and it outranks the automatic filters.
+MIGRATIONS[3] = """
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        candidate_id INTEGER NOT NULL REFERENCES candidates(id),
+        decision TEXT NOT NULL CHECK (decision IN ('accept', 'reject', 'edit')),
+        fields TEXT,                       -- JSON object: the edited example (decision 'edit')
+        reviewer TEXT NOT NULL, note TEXT, created_at TEXT NOT NULL);
+    CREATE INDEX reviews_candidate ON reviews(candidate_id, id);
+"""
+
+# Issue 7: every failed LM attempt, retried or final (synthboot.lm.failures), keyed by the call's
+# cache key: what happened to each call, not only how it ended.
+MIGRATIONS[5] = """
+    CREATE TABLE lm_attempt_failures (
+        id INTEGER PRIMARY KEY, call_key TEXT, purpose TEXT, model TEXT, attempt INTEGER NOT NULL,
+        error_type TEXT NOT NULL, status INTEGER, message TEXT NOT NULL, retry_after REAL, delay_s REAL,
+        retried INTEGER NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX lm_attempt_failures_key ON lm_attempt_failures(call_key);
+"""
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -83,6 +132,8 @@ class Candidate:
     raw: str | None = None
     parse_error: str | None = None
     call_id: int | None = None
+    task_key: str | None = None
+    item_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +268,14 @@ class Store:
         with self.transaction() as conn:
             conn.execute("INSERT INTO lm_failures (purpose, task_key, model, error_type, message, created_at) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
-                         (purpose, task_key, model, type(error).__name__, str(error)[:2000], now()))
+                         (purpose, task_key, model, type(error).__name__, scrub(str(error))[:2000], now()))
+
+    def add_attempt_failure(self, **row: Any) -> None:
+        """One failed attempt of an LM call (see synthboot.lm.failures)."""
+        row = {**row, "retried": int(bool(row.get("retried"))), "created_at": now()}
+        with self.transaction() as conn:
+            conn.execute(f"INSERT INTO lm_attempt_failures ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         tuple(row.values()))
 
     # -- tasks and candidates ----------------------------------------------------------------
     def done_tasks(self, stage: str) -> set[str]:
@@ -241,7 +299,7 @@ class Store:
     def fail_task(self, *, key: str, stage: str, topic: str | None, round: int, error: str) -> None:
         with self.transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, 'failed', NULL, ?, ?)",
-                         (key, stage, topic, round, error[:2000], now()))
+                         (key, stage, topic, round, scrub(error)[:2000], now()))
 
     def add_seeds(self, seeds: list[dict[str, Any]], origin: str = "seed", topic: str | None = None) -> None:
         """Seeds (and imported human examples) are candidates too, keyed by their content."""
@@ -292,7 +350,7 @@ class Store:
 def _candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(id=row["id"], origin=row["origin"], fields=json.loads(row["fields"]) if row["fields"] else None,
                      topic=row["topic"], round=row["round"], raw=row["raw"], parse_error=row["parse_error"],
-                     call_id=row["call_id"])
+                     call_id=row["call_id"], task_key=row["task_key"], item_index=row["item_index"])
 
 
 def _store_error(exc: sqlite3.Error, path: Path) -> Exception:

@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
 import dspy
 
 from synthboot.errors import LMUnavailableError
+from synthboot.lm.limits import Limits, limited_lm
 from synthboot.lm.local import DEFAULT_LOCAL, LlamaCppEngine
 
 __all__ = ["make_lm", "is_local", "local_model_name"]
@@ -21,6 +23,14 @@ __all__ = ["make_lm", "is_local", "local_model_name"]
 # One engine per local model per process: loading the weights is the expensive part.
 _engines: dict[tuple[str, int], LlamaCppEngine] = {}
 _engines_lock = threading.Lock()
+
+
+@atexit.register
+def _close_engines() -> None:
+    # Free the models while llama.cpp is still loaded; at interpreter teardown its bindings are gone.
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.close()
 
 
 def is_local(name: str) -> bool:
@@ -32,8 +42,13 @@ def local_model_name(name: str) -> str:
 
 
 def make_lm(name: str, *, api_base: str | None = None, temperature: float | None = None,
-            max_tokens: int | None = None, instances: int = 2, num_retries: int = 3) -> dspy.LM:
-    """A DSPy LM for a spec's `lm:` value."""
+            max_tokens: int | None = None, instances: int = 2, num_retries: int = 3,
+            limits: Limits | None = None) -> dspy.LM:
+    """A DSPy LM for a spec's `lm:` value.
+
+    With `limits`, a remote LM sends every attempt through a shared rate limiter with jittered
+    retries (`synthboot.lm.limits`) instead of DSPy's own `num_retries`.
+    """
     # LiteLLM otherwise fetches its price map from the internet at import.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     if is_local(name):
@@ -51,6 +66,8 @@ def make_lm(name: str, *, api_base: str | None = None, temperature: float | None
         # OpenAI-compatible local servers (llama.cpp, vLLM) take any key; LiteLLM insists on one.
         kwargs["api_key"] = "synthboot-local"
     try:
+        if limits is not None:
+            return limited_lm(name, limits=limits, temperature=temperature, max_tokens=max_tokens, **kwargs)
         return dspy.LM(name, temperature=temperature, max_tokens=max_tokens, num_retries=num_retries, **kwargs)
     except ValueError as exc:
         raise LMUnavailableError(f"cannot use lm {name!r}: {exc}") from None

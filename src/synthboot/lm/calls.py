@@ -21,11 +21,17 @@ from typing import Any
 
 import dspy
 from dspy.clients.cache import Cache
+from dspy.utils.exceptions import LMProviderError
 
+from synthboot.cost import call_cost
 from synthboot.store import Store
 
 _SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization|headers)", re.IGNORECASE)
 _local = threading.local()
+
+
+class EmptyReplyError(LMProviderError):
+    """The server answered with no text at all; the call failed and is not cached."""
 
 
 class StoreCache(Cache):
@@ -62,13 +68,21 @@ class StoreCache(Cache):
         except (TypeError, ValueError):
             record, record_format = pickle.dumps(value), "pickle"
         text, finish_reason, usage, cost = _summary(value)
-        scope = getattr(_local, "scope", None)
+        if not (text or "").strip():
+            # An empty reply (a proxy's error page parsed as a completion, a wrong-shaped body) is
+            # not an answer: storing it would replay it on every resume. Fail the call instead.
+            raise EmptyReplyError(f"the LM's reply had no text (finish reason {finish_reason!r}); not stored")
+        scope = _current_scope()
+        model = _model_of(request)
+        prompt_tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion_tokens = usage.get("completion_tokens", usage.get("output_tokens"))
+        if cost is None:
+            # DSPy prices provider calls itself; custom engines (the embedded model) come without one.
+            cost = call_cost(model, prompt_tokens, completion_tokens)
         call_id = self.store.add_call(
-            key=key, model=_model_of(request), purpose=scope.purpose if scope else None,
+            key=key, model=model, purpose=scope.purpose if scope else None,
             request=json.dumps(redact(request), default=str), record=record, record_format=record_format,
-            text=text, finish_reason=finish_reason,
-            prompt_tokens=usage.get("prompt_tokens", usage.get("input_tokens")),
-            completion_tokens=usage.get("completion_tokens", usage.get("output_tokens")),
+            text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             cost=cost, latency_s=None if started is None else round(time.perf_counter() - started, 4))
         _note_call(call_id)
 
@@ -85,9 +99,16 @@ def call_scope(purpose: str) -> Iterator[_Scope]:
     previous = getattr(_local, "scope", None)
     scope = _local.scope = _Scope(purpose)
     try:
-        yield scope
+        # DSPy copies its settings into the worker threads of Evaluate, Parallel and the
+        # optimizers: carried there, the scope names the calls those threads make too.
+        with dspy.context(synthboot_call_scope=scope):
+            yield scope
     finally:
         _local.scope = previous
+
+
+def _current_scope() -> _Scope | None:
+    return getattr(_local, "scope", None) or dspy.settings.get("synthboot_call_scope")
 
 
 @contextmanager
@@ -123,7 +144,7 @@ def _started() -> dict[str, float]:
 
 
 def _note_call(call_id: int) -> None:
-    scope = getattr(_local, "scope", None)
+    scope = _current_scope()
     if scope is not None:
         scope.call_ids.append(call_id)
 

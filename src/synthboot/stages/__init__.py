@@ -39,9 +39,17 @@ def settings_hash(upstream: str, *settings: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def generation_order(c: Candidate) -> tuple:
+    return (c.round, c.task_key or "", c.item_index or 0, c.id)
+
+
 def passed(store: Store, stage: str | None, stage_hash: str | None) -> list[Candidate]:
-    """The generated candidates that `stage` kept under `stage_hash` (all of them when stage is None)."""
-    candidates = [c for c in store.candidates() if c.origin == "lm"]
+    """The generated candidates that `stage` kept under `stage_hash` (all of them when stage is None).
+
+    In generation order (round, task, item), not insertion order: concurrent tasks finish in any
+    order, and order-dependent stages (greedy dedup) must decide the same way on every run.
+    """
+    candidates = sorted((c for c in store.candidates() if c.origin == "lm"), key=generation_order)
     if stage is None:
         return candidates
     decisions = store.decisions(stage)

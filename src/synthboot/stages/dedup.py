@@ -1,17 +1,26 @@
-"""Deduplicate: layered detectors, within the candidates and against the seeds.
+"""Deduplicate: layered detectors, within the candidates, against the seeds and human examples.
 
-Candidates are taken in a fixed order (seeds and human examples first, then generated ones by id);
-each is compared with everything kept so far, layer by layer, and the first layer that finds a
-match removes it, recording the example it matched, the layer and the similarity. Because the order
-is fixed, a re-run or a run with more candidates keeps the same earlier examples.
+Items are taken in a fixed order (seeds and human examples first, then generated ones by id).
+Each layer finds, in one batch pass over all texts, the earlier items each item may duplicate
+(`Layer.candidates`); then one greedy pass keeps an item unless some layer, in layer order, pairs
+it with an earlier item that was kept. A removed item records the kept item it matched, the
+layer and the similarity. Because the order is fixed, a re-run or a run with more candidates keeps
+the same earlier examples.
+
+Layers: exact (normalised text), word_overlap (the seed tutorial's rule), minhash (MinHash LSH,
+vectorised on numpy, scored with the exact Jaccard) and semantic (embedding cosine, through an
+approximate nearest-neighbour index above a few thousand texts).
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
@@ -19,18 +28,20 @@ from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
 
 STAGE = "dedup"
+LAYER_NAMES = ("exact", "word_overlap", "minhash", "semantic")
+
+# Per item, the earlier items it may duplicate: (position, similarity), best first.
+Neighbours = list[list[tuple[int, float]]]
 
 
 class Layer(Protocol):
-    """A duplicate detector over the texts kept so far."""
+    """A duplicate detector over a batch of texts."""
 
     name: str
+    fields: list[str] | None  # which fields it compares (None: the stage's default fields)
 
-    def match(self, text: str) -> tuple[int, float] | None:
-        """The key of a kept text this one duplicates, and the similarity; None if it is new."""
-
-    def add(self, key: int, text: str) -> None:
-        """Remember a kept text."""
+    def candidates(self, texts: Sequence[str]) -> Neighbours:
+        """For each text, the earlier texts (by position) it duplicates, with their similarity, best first."""
 
 
 def normalize(text: str) -> str:
@@ -38,61 +49,271 @@ def normalize(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
+_WORD = re.compile(r"\w+")
+
+
+def shingles(text: str, unit: str = "word", n: int = 1) -> set[str]:
+    """The text's shingles: word n-grams (lower-cased words) or character n-grams of the normalised text."""
+    if unit == "char":
+        norm = normalize(text)
+        return {norm[i:i + n] for i in range(max(1, len(norm) - n + 1))} if norm else set()
+    words = _WORD.findall(text.lower())
+    if n == 1:
+        return set(words)
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+@dataclass
+class Links:
+    """Per item, the earlier items it may duplicate with their similarity, best first, as CSR arrays."""
+
+    indptr: np.ndarray
+    index: np.ndarray
+    score: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> Links:
+        return cls(np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0))
+
+    @classmethod
+    def from_pairs(cls, n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray) -> Links:
+        order = np.lexsort((-score, i))
+        counts = np.bincount(i, minlength=n) if len(i) else np.zeros(n, dtype=np.int64)
+        return cls(np.concatenate([[0], np.cumsum(counts)]), j[order].astype(np.int64), score[order])
+
+    def lists(self) -> Neighbours:
+        index, score, ptr = self.index.tolist(), self.score.tolist(), self.indptr.tolist()
+        return [list(zip(index[ptr[k]:ptr[k + 1]], score[ptr[k]:ptr[k + 1]])) for k in range(len(ptr) - 1)]
+
+
 class ExactLayer:
     name = "exact"
 
-    def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
+    def __init__(self, fields: list[str] | None = None, max_links: int = 16) -> None:
+        self.fields = fields
+        self.max_links = max_links  # earlier copies listed per item; the first kept one is what counts
 
-    def match(self, text: str) -> tuple[int, float] | None:
-        key = self._seen.get(normalize(text))
-        return None if key is None else (key, 1.0)
-
-    def add(self, key: int, text: str) -> None:
-        self._seen.setdefault(normalize(text), key)
+    def candidates(self, texts: Sequence[str]) -> Neighbours:
+        groups: dict[str, list[int]] = defaultdict(list)
+        out: Neighbours = []
+        for i, text in enumerate(texts):
+            key = normalize(text)
+            earlier = groups[key] if key else []
+            out.append([(j, 1.0) for j in earlier[:self.max_links]])
+            earlier.append(i)
+        return out
 
 
 class WordOverlapLayer:
-    """The seed tutorial's rule: |A ∩ B| / max(|A|, |B|) over lower-cased word sets.
+    """The seed tutorial's rule: |A ∩ B| / max(|A|, |B|) over lower-cased word sets, above a threshold.
 
-    An inverted index limits the comparison to texts that share a word; the score is exact.
+    An inverted index limits the comparison to texts that share a word; the score is exact. Cost
+    grows with the square of the number of similar texts: a baseline for small runs.
     """
 
     name = "word_overlap"
 
-    def __init__(self, threshold: float = 0.85) -> None:
+    def __init__(self, threshold: float = 0.85, fields: list[str] | None = None) -> None:
         self.threshold = threshold
-        self._sets: dict[int, frozenset[str]] = {}
-        self._index: dict[str, list[int]] = defaultdict(list)
+        self.fields = fields
 
-    def match(self, text: str) -> tuple[int, float] | None:
-        words = frozenset(text.lower().split())
-        if not words:
-            return None
-        shared: dict[int, int] = defaultdict(int)
-        for w in words:
-            for key in self._index.get(w, ()):
-                shared[key] += 1
-        best = None
-        for key, n in shared.items():
-            score = n / max(len(words), len(self._sets[key]))
-            if score > self.threshold and (best is None or score > best[1]):
-                best = (key, score)
-        return best
+    def candidates(self, texts: Sequence[str]) -> Neighbours:
+        sets = [frozenset(t.lower().split()) for t in texts]
+        index: dict[str, list[int]] = defaultdict(list)
+        out: Neighbours = []
+        for i, words in enumerate(sets):
+            shared: dict[int, int] = defaultdict(int)
+            for w in words:
+                for j in index[w]:
+                    shared[j] += 1
+            hits = [(j, n / max(len(words), len(sets[j]))) for j, n in shared.items()]
+            out.append(sorted(((j, s) for j, s in hits if s > self.threshold), key=lambda h: -h[1]))
+            for w in words:
+                index[w].append(i)
+        return out
 
-    def add(self, key: int, text: str) -> None:
-        words = frozenset(text.lower().split())
-        self._sets[key] = words
-        for w in words:
-            self._index[w].append(key)
+
+class MinHashLayer:
+    """MinHash LSH over shingle sets, vectorised on numpy; candidate pairs are scored by exact Jaccard.
+
+    Signatures: each distinct shingle gets `num_perm` universal hashes (a*x + b mod p); a text's
+    signature is their minimum (np.minimum.reduceat, one permutation per call, on two threads).
+    Bands and rows come from datasketch's optimiser for the threshold. Texts that share a band
+    bucket are candidates; each candidate pair's exact Jaccard (sparse matrix products) decides,
+    so precision is exact and recall is LSH's.
+    """
+
+    name = "minhash"
+    _PRIME = np.uint64(4294967291)  # the largest prime below 2**32
+
+    def __init__(self, threshold: float = 0.6, num_perm: int = 128, shingle: str = "word", ngram: int = 1,
+                 fields: list[str] | None = None, seed: int = 1, max_bucket: int = 256, threads: int = 2) -> None:
+        from datasketch.lsh import _optimal_param
+
+        self.threshold, self.num_perm, self.shingle, self.ngram = threshold, num_perm, shingle, ngram
+        self.fields = fields
+        self.seed = seed
+        # In a bucket larger than this, each member is paired with the `max_bucket` members before
+        # it only: a guard against quadratic blow-up on boilerplate texts.
+        self.max_bucket = max_bucket
+        self.threads = threads
+        self.bands, self.rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+
+    def shingle_matrix(self, texts: Sequence[str]):
+        """A binary CSR matrix, texts x distinct shingles (ids in order of first appearance)."""
+        from scipy.sparse import csr_matrix
+
+        vocab: dict[str, int] = {}
+        ids = [np.fromiter((vocab.setdefault(s, len(vocab)) for s in shingles(t, self.shingle, self.ngram)),
+                           dtype=np.int32) for t in texts]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        indices = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
+        data = np.ones(len(indices), dtype=np.float32)
+        return csr_matrix((data, indices, indptr), shape=(len(texts), max(1, len(vocab))))
+
+    def signatures(self, matrix) -> np.ndarray:
+        """The MinHash signatures, num_perm x texts (uint32; empty texts get the maximum everywhere)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        rng = np.random.default_rng(self.seed)
+        a = rng.integers(1, int(self._PRIME), size=self.num_perm, dtype=np.uint64)
+        b = rng.integers(0, int(self._PRIME), size=self.num_perm, dtype=np.uint64)
+        vocab = np.arange(matrix.shape[1], dtype=np.uint64)
+        sig = np.full((self.num_perm, matrix.shape[0]), np.iinfo(np.uint32).max, dtype=np.uint32)
+        nonempty = np.flatnonzero(np.diff(matrix.indptr))
+        if len(nonempty) == 0:
+            return sig
+        starts, tokens = matrix.indptr[nonempty], matrix.indices
+
+        def permutation(p: int) -> None:  # numpy releases the GIL: two threads use both cores
+            table = ((vocab * a[p] + b[p]) % self._PRIME).astype(np.uint32)
+            sig[p, nonempty] = np.minimum.reduceat(table[tokens], starts)
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            list(pool.map(permutation, range(self.num_perm)))
+        return sig
+
+    def candidate_pairs(self, sig: np.ndarray, nonempty: np.ndarray) -> np.ndarray:
+        """Unique (i, j) pairs with j < i that share a band bucket, as an int64 array of shape (k, 2)."""
+        rng = np.random.default_rng(self.seed + 1)
+        mult = rng.integers(1, 2**63 - 1, size=(self.rows, 1), dtype=np.uint64) | np.uint64(1)
+        n = sig.shape[1]
+        codes = []
+        for band in range(self.bands):
+            block = sig[band * self.rows:(band + 1) * self.rows][:, nonempty].astype(np.uint64)
+            keys = (block * mult).sum(axis=0)  # a hash of the band's rows; wraps mod 2**64
+            order = np.argsort(keys, kind="stable")
+            sorted_keys, members = keys[order], nonempty[order]
+            # Members of one bucket are adjacent after sorting: pair each with the next d-th.
+            for d in range(1, self.max_bucket + 1):
+                same = sorted_keys[d:] == sorted_keys[:-d]
+                if not same.any():
+                    break
+                x, y = members[d:][same], members[:-d][same]
+                codes.append(np.maximum(x, y) * n + np.minimum(x, y))
+        if not codes:
+            return np.zeros((0, 2), dtype=np.int64)
+        unique = np.unique(np.concatenate(codes))
+        return np.stack([unique // n, unique % n], axis=1)
+
+    def links(self, texts: Sequence[str]) -> Links:
+        matrix = self.shingle_matrix(texts)
+        if len(texts) < 2:
+            return Links.empty(len(texts))
+        sig = self.signatures(matrix)
+        nonempty = np.flatnonzero(np.diff(matrix.indptr))
+        pairs = self.candidate_pairs(sig, nonempty)
+        # A cheap filter on the signatures first, with a generous margin for their noise.
+        keep = np.zeros(len(pairs), dtype=bool)
+        for lo in range(0, len(pairs), 200_000):
+            chunk = pairs[lo:lo + 200_000]
+            keep[lo:lo + 200_000] = (sig[:, chunk[:, 0]] == sig[:, chunk[:, 1]]).mean(axis=0) >= self.threshold - 0.2
+        pairs = pairs[keep]
+        sizes = np.diff(matrix.indptr)
+        scores = np.zeros(len(pairs))
+        for lo in range(0, len(pairs), 100_000):
+            i, j = pairs[lo:lo + 100_000, 0], pairs[lo:lo + 100_000, 1]
+            inter = np.asarray(matrix[i].multiply(matrix[j]).sum(axis=1)).ravel()
+            scores[lo:lo + 100_000] = inter / (sizes[i] + sizes[j] - inter)
+        hit = scores >= self.threshold
+        return Links.from_pairs(len(texts), pairs[hit, 0], pairs[hit, 1], scores[hit])
+
+    def candidates(self, texts: Sequence[str]) -> Neighbours:
+        return self.links(texts).lists()
+
+
+class SemanticLayer:
+    """Embedding cosine similarity at or above a threshold (synthboot.embeddings).
+
+    Up to `exact_below` texts the full similarity matrix is computed in blocks (exact); above it an
+    HNSW index (usearch) finds each text's `k` nearest neighbours, which bounds how many earlier
+    near-duplicates one text can list, never whether it is found when it has any.
+    """
+
+    name = "semantic"
+    # (done, total) as texts are embedded, the slow part: set by `run_dedup` for the progress bar.
+    on_progress: Callable[[int, int], None] | None = None
+
+    def __init__(self, threshold: float = 0.9, embedder: str = "local", fields: list[str] | None = None,
+                 k: int = 16, exact_below: int = 4000) -> None:
+        self.threshold, self.embedder, self.fields = threshold, embedder, fields
+        self.k, self.exact_below = k, exact_below
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from synthboot.embeddings import get_embedder
+        from synthboot.progress import chunked
+
+        model = get_embedder(self.embedder)
+        if not texts:
+            return model.encode([])
+        return np.vstack(chunked(list(texts), model.encode, self.on_progress, size=512))
+
+    def candidates(self, texts: Sequence[str]) -> Neighbours:
+        out: Neighbours = [[] for _ in texts]
+        if len(texts) < 2:
+            return out
+        vectors = self.embed(texts)
+        empty = np.array([not t.strip() for t in texts])
+        if len(texts) <= self.exact_below:
+            for start in range(0, len(texts), 1024):
+                sims = vectors[start:start + 1024] @ vectors.T
+                for row, i in enumerate(range(start, min(start + 1024, len(texts)))):
+                    js = np.flatnonzero(sims[row, :i] >= self.threshold)
+                    out[i] = sorted(((int(j), float(sims[row, j])) for j in js if not empty[j]), key=lambda h: -h[1])
+        else:
+            keys, dists = self.neighbours(vectors)
+            for i in range(len(texts)):
+                hits = [(int(j), 1.0 - float(d)) for j, d in zip(keys[i], dists[i])
+                        if j < i and 1.0 - d >= self.threshold and not empty[j]]
+                out[i] = sorted(hits, key=lambda h: -h[1])
+        for i in np.flatnonzero(empty):
+            out[i] = []
+        return out
+
+    def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each vector's k+1 nearest neighbours (itself included) by cosine distance, from an HNSW index."""
+        from usearch.index import Index
+
+        index = Index(ndim=vectors.shape[1], metric="cos", dtype="f32")
+        index.add(np.arange(len(vectors)), vectors)
+        found = index.search(vectors, self.k + 1)
+        return found.keys.astype(np.int64), found.distances
 
 
 def make_layers(spec: Spec) -> list[Layer]:
+    d = spec.dedup
     layers: list[Layer] = []
-    if spec.dedup.exact:
-        layers.append(ExactLayer())
-    if spec.dedup.word_overlap.enabled:
-        layers.append(WordOverlapLayer(spec.dedup.word_overlap.threshold))
+    if d.exact.enabled:
+        layers.append(ExactLayer(d.exact.fields))
+    if d.word_overlap.enabled:
+        layers.append(WordOverlapLayer(d.word_overlap.threshold, d.word_overlap.fields))
+    if d.minhash.enabled:
+        m = d.minhash
+        layers.append(MinHashLayer(m.threshold, m.num_perm, m.shingle, m.ngram, m.fields))
+    if d.semantic.enabled:
+        s = d.semantic
+        layers.append(SemanticLayer(s.threshold, s.embedder, s.fields))
     return layers
 
 
@@ -102,41 +323,61 @@ class DedupOutcome:
     removed: dict[int, tuple[str, int, float]]  # key -> (layer, matched key, similarity)
 
 
-def dedup_texts(items: list[tuple[int, str]], layers: list[Layer], *, reference: list[tuple[int, str]] = ()) -> DedupOutcome:
-    """Greedy layered dedup of `items` in order, against `reference` texts (kept unconditionally)."""
-    for key, text in reference:
-        for layer in layers:
-            layer.add(key, text)
+def dedup_records(items: list[tuple[int, dict]], layers: list[Layer], default_fields: list[str], *,
+                  reference: Sequence[tuple[int, dict]] = ()) -> DedupOutcome:
+    """Greedy layered dedup of `items` (key, fields) in order, against `reference` items (kept unconditionally)."""
+    rows = [*reference, *items]
+    keys = [k for k, _ in rows]
+    links = [layer.candidates([compare_text(f, layer.fields or default_fields) for _, f in rows])
+             for layer in layers]
+    kept_mask = [True] * len(rows)
     kept, removed = [], {}
-    for key, text in items:
-        for layer in layers:
-            hit = layer.match(text)
+    for pos in range(len(reference), len(rows)):
+        for layer, neighbours in zip(layers, links):
+            hit = next(((j, s) for j, s in neighbours[pos] if kept_mask[j]), None)
             if hit is not None:
-                removed[key] = (layer.name, hit[0], round(float(hit[1]), 4))
+                removed[keys[pos]] = (layer.name, keys[hit[0]], round(float(hit[1]), 4))
+                kept_mask[pos] = False
                 break
         else:
-            kept.append(key)
-            for layer in layers:
-                layer.add(key, text)
+            kept.append(keys[pos])
     return DedupOutcome(kept, removed)
+
+
+def dedup_texts(items: list[tuple[int, str]], layers: list[Layer], *,
+                reference: Sequence[tuple[int, str]] = ()) -> DedupOutcome:
+    """`dedup_records` over plain texts: every layer compares the text itself."""
+    as_record = lambda pairs: [(k, {"text": t}) for k, t in pairs]  # noqa: E731
+    return dedup_records(as_record(items), layers, ["text"], reference=as_record(reference))
 
 
 def compare_text(fields: dict, names: list[str]) -> str:
     return "\n".join(str(fields.get(n, "")) for n in names)
 
 
-def run_dedup(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
+def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Layer] | None = None,
+              on_progress: Callable[[int, int], None] | None = None) -> StageResult:
+    """`layers` replaces `make_layers(spec)` (the Ray engine passes the same layers, run on its cluster).
+
+    `on_progress(done, total)` follows the embedding of the texts by a semantic layer.
+    """
     schema = TaskSchema.from_spec(spec)
     names = spec.dedup.fields or list(schema.inputs)
-    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names)
+    reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
+    # The reference rows are part of the settings: importing human examples later decides again,
+    # so no generated near-duplicate of a human test example stays in train or dev.
+    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference])
     result = StageResult(STAGE, stage_hash)
     candidates = passed(store, "validate", upstream_hash)
     existing = store.decisions(STAGE)
     if all((d := existing.get(c.id)) is not None and d["settings_hash"] == stage_hash for c in candidates):
         return result  # nothing new: the decisions stand
-    reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
-    outcome = dedup_texts([(c.id, compare_text(c.fields or {}, names)) for c in candidates], make_layers(spec),
-                          reference=[(c.id, compare_text(c.fields, names)) for c in reference])
+    layers = make_layers(spec) if layers is None else layers
+    for layer in layers:
+        if isinstance(layer, SemanticLayer):
+            layer.on_progress = on_progress
+    outcome = dedup_records([(c.id, c.fields or {}) for c in candidates], layers, names,
+                            reference=[(c.id, c.fields or {}) for c in reference])
     decisions = [Decision(cid, True) for cid in outcome.kept]
     for cid, (layer, matched, score) in outcome.removed.items():
         decisions.append(Decision(cid, False, f"duplicate:{layer}", {"layer": layer}, score=score, matched_id=matched))

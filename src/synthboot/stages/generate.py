@@ -22,6 +22,8 @@ from typing import Any
 import dspy
 
 from synthboot.lm.calls import call_scope
+from synthboot.lm.failures import FailureStreak, fatal_error
+from synthboot.secrets import scrub
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.store import Store
@@ -52,20 +54,20 @@ class GenerateResult:
 def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0) -> list[GenerationTask]:
     """The batches of a round, round-robin over topics so any prefix covers topics evenly.
 
-    `limit` caps the number of candidates asked for: the last batch asks only for what is left.
+    `limit` caps the number of candidates asked for, shared evenly across the topics (so a quick
+    `--limit 40` run still covers every topic of ten).
     """
-    per_call = spec.generate.per_call
-    batches = math.ceil(spec.generate.per_topic / per_call)
-    tasks, asked = [], 0
-    for b in range(batches):
-        for topic in spec.topics:
-            count = min(per_call, spec.generate.per_topic - b * per_call)
-            if limit is not None:
-                count = min(count, limit - asked)
-            if count <= 0:
-                continue
-            tasks.append(GenerationTask(key=f"gen:r{round}:{topic}:{b}", topic=topic, count=count, round=round))
-            asked += count
+    per_call, per_topic, topics = spec.generate.per_call, spec.generate.per_topic, spec.topics
+    quota = {t: per_topic for t in topics}
+    if limit is not None and limit < per_topic * len(topics):
+        base, extra = divmod(limit, len(topics))
+        quota = {t: min(per_topic, base + (1 if i < extra else 0)) for i, t in enumerate(topics)}
+    tasks = []
+    for b in range(math.ceil(per_topic / per_call)):
+        for topic in topics:
+            count = min(per_call, quota[topic] - b * per_call)
+            if count > 0:
+                tasks.append(GenerationTask(key=f"gen:r{round}:{topic}:{b}", topic=topic, count=count, round=round))
     return tasks
 
 
@@ -107,13 +109,16 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     def one(task: GenerationTask) -> int:
         return _run_task(store, spec, schema, generator, lm, seeds_json, task)
 
+    streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
+
     # Results land in the store as each task completes: a crash loses only the calls in flight.
     with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate") as pool:
         pending: dict[Future, GenerationTask] = {}
         queue = list(reversed(todo))
         try:
             while queue or pending:
-                while queue and len(pending) < concurrency and not (should_stop and should_stop()):
+                while queue and len(pending) < concurrency and not (should_stop and should_stop()) \
+                        and not streak.tripped:
                     task = queue.pop()
                     pending[pool.submit(one, task)] = task
                 if not pending:
@@ -124,16 +129,20 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                     try:
                         result.candidates += future.result()
                         result.tasks_run += 1
+                        streak.succeeded()
                     except Exception as exc:  # an LM failure is recorded, the run goes on
                         from synthboot.errors import SynthbootError
 
                         result.tasks_failed += 1
-                        result.errors.append(f"{task.key}: {type(exc).__name__}: {exc}")
+                        result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
                         store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
                                         error=f"{type(exc).__name__}: {exc}")
                         store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
+                        streak.failed(exc)
                         if isinstance(exc, SynthbootError):
                             raise
+                        if (fatal := fatal_error(exc, lm.model)) is not None:
+                            raise fatal from None
                     finished += 1
                     if on_progress:
                         on_progress(finished, len(tasks))
@@ -141,6 +150,8 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
             for future in pending:
                 future.cancel()
             raise
+    if streak.tripped:
+        raise streak.error(lm.model, spec.generate.api_base)
     return result
 
 

@@ -12,8 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dspy
+from dspy.utils.exceptions import LMError
 
 from synthboot.lm.calls import call_scope
+from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
@@ -42,8 +44,11 @@ def judge_one(judge: dspy.Module, lm: dspy.LM, spec: Spec, fields: dict) -> tupl
 
 
 def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, *, concurrency: int = 1,
-              on_progress: Callable[[int, int], None] | None = None) -> StageResult:
+              on_progress: Callable[[int, int], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> StageResult:
     """Score the candidates dedup kept; keep those scoring at least the threshold.
+
+    `should_stop` (a budget) is asked before each verdict; those not started stay undecided.
 
     With the judge disabled every candidate passes with no score, so later stages see one shape.
     """
@@ -59,13 +64,26 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
         result.decided = result.kept = len(todo)
         return result
     judge = dspy.Predict(JudgeQuality)
+    streak = FailureStreak(STAGE)  # a server that fails every call stops the stage
+    fatal: list[Exception] = []
 
-    def one(cand: Candidate) -> Decision:
+    def one(cand: Candidate) -> Decision | None:
+        if (should_stop is not None and should_stop()) or streak.tripped or fatal:
+            return None
         try:
             score, reasoning = judge_one(judge, lm, spec, cand.fields or {})
+        except LMError as exc:
+            # The LM failed (after its retries), not the verdict: the candidate stays undecided, so
+            # the next run judges it again instead of rejecting it for the server's fault.
+            store.add_failure(purpose=STAGE, task_key=f"judge:{cand.id}", model=lm.model, error=exc)
+            streak.failed(exc)
+            if (error := fatal_error(exc, lm.model)) is not None:
+                fatal.append(error)
+            return None
         except Exception as exc:  # a verdict that does not parse is a reason, not a crash
             store.add_failure(purpose=STAGE, task_key=f"judge:{cand.id}", model=lm.model, error=exc)
             return Decision(cand.id, False, "judge_error", {"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+        streak.succeeded()
         kept = score >= spec.judge.threshold
         return Decision(cand.id, kept, None if kept else "low_judge_score",
                         {"reasoning": reasoning, "threshold": spec.judge.threshold}, score=score)
@@ -75,6 +93,8 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
         # Decisions are written in small batches as verdicts arrive: a crash keeps what was judged.
         batch: list[Decision] = []
         for decision in pool.map(one, todo):
+            if decision is None:
+                continue
             batch.append(decision)
             done += 1
             result.decided += 1
@@ -88,4 +108,8 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
             if on_progress:
                 on_progress(done, len(todo))
         store.write_decisions(STAGE, stage_hash, batch)
+    if fatal:
+        raise fatal[0]
+    if streak.tripped:
+        raise streak.error(lm.model, spec.judge.api_base or spec.generate.api_base)
     return result

@@ -12,8 +12,10 @@ import hashlib
 import json
 from collections import defaultdict
 
+from synthboot.reviews import apply_reviews
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages.leakage import near_duplicate_groups
 from synthboot.store import Candidate, Store
 
 STAGE = "split"
@@ -52,7 +54,8 @@ def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
     s = spec.split
     stage_hash = settings_hash(upstream_hash, STAGE, s.model_dump())
     result = StageResult(STAGE, stage_hash)
-    pool = passed(store, "judge", upstream_hash)
+    # Human review outranks the filters: accepted examples join the pool, rejected ones leave it.
+    pool = apply_reviews(store, passed(store, "judge", upstream_hash))
     if s.include_seeds:
         pool += [c for c in store.candidates(origin="seed")]
     current = store.splits()
@@ -66,9 +69,16 @@ def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
         # Test is frozen once an optimizer has seen the data: newcomers go to train and dev only.
         total = s.train + s.dev
         fractions = {"train": s.train / total, "dev": s.dev / total, "test": 0.0}
+    # Near-duplicates share a split (synthboot.stages.leakage): groups are placed, not items, and
+    # a group holding a frozen row (a human test example, say) goes where that row is.
+    frozen_all = {cid: r["split"] for cid, r in current.items() if r["frozen"]}
+    frozen_rows = [(c.id, c.fields) for c in store.candidates(ids=frozen_all) if c.fields and c.id not in pool_ids]
+    groups = near_duplicate_groups([(c.id, c.fields or {}) for c in pool] + frozen_rows, spec)
+    pinned = {groups[cid]: split for cid, split in frozen_all.items() if cid in groups}
     items = [(c.id, json.dumps(c.fields, sort_keys=True), stratum_of(c, s.stratify))
-             for c in pool if c.id not in frozen]
-    assignment = assign(items, fractions, s.seed)
+             for c in pool if c.id not in frozen and groups[c.id] == c.id and c.id not in pinned]
+    leaders = assign(items, fractions, s.seed)
+    assignment = {c.id: pinned.get(groups[c.id]) or leaders[groups[c.id]] for c in pool if c.id not in frozen}
     store.write_splits(stage_hash, assignment, replace_unfrozen=True)
     result.decided = result.kept = len(assignment) + len(frozen)
     return result

@@ -1,0 +1,16 @@
+"""The local engine: each stage as written, LM calls on a thread pool in this process."""
+
+from __future__ import annotations
+
+from synthboot.stages.dedup import run_dedup
+from synthboot.stages.generate import run_generate
+from synthboot.stages.judge import run_judge
+from synthboot.stages.validate import run_validate
+
+
+class LocalEngine:
+    name = "local"
+    run_generate = staticmethod(run_generate)
+    run_validate = staticmethod(run_validate)
+    run_dedup = staticmethod(run_dedup)
+    run_judge = staticmethod(run_judge)

@@ -1,0 +1,183 @@
+"""Before a run: how many LM calls, tokens and dollars it should take.
+
+Calls come from the spec's counts (the same `plan_tasks` the run uses). Prompt tokens are counted
+on the real prompts DSPy's JSONAdapter builds, with the embedded model's own tokenizer for local
+models and about four characters per token otherwise. Completion tokens are measured from an
+earlier run's stored calls when one is given (`measured_from`), else sized from the seed examples
+(a reply is about `count` seed-sized items) and capped by `max_tokens`. Prices: `synthboot.cost`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import dspy
+from rich.console import Console
+from rich.table import Table
+
+from synthboot.cost import token_prices
+from synthboot.lm import is_local, local_model_name
+from synthboot.schema import TaskSchema, all_seeds
+from synthboot.spec import Spec
+from synthboot.stages.generate import make_generator, plan_tasks
+from synthboot.store import Store
+
+CHAT_TEMPLATE_TOKENS = 6  # role markers per message that the chat template adds
+JUDGE_MAX_TOKENS = 400  # pipeline.run gives the judge this many
+JUDGE_REPLY_TOKENS = 70  # a one-or-two sentence reasoning and a score, as JSON
+
+
+@dataclass
+class StageEstimate:
+    stage: str
+    lm: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    max_completion_tokens: int
+    cost: float | None  # None: the LM's price is unknown
+    basis: str
+    lm_seconds: float | None = None  # measured latency x calls / concurrency, when measured
+
+
+@dataclass
+class Estimate:
+    stages: list[StageEstimate] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        return sum(s.calls for s in self.stages)
+
+    @property
+    def tokens(self) -> int:
+        return sum(s.prompt_tokens + s.completion_tokens for s in self.stages)
+
+    @property
+    def max_tokens(self) -> int:
+        return sum(s.prompt_tokens + s.max_completion_tokens for s in self.stages)
+
+    @property
+    def cost(self) -> float | None:
+        costs = [s.cost for s in self.stages]
+        return None if any(c is None for c in costs) else sum(costs)  # type: ignore[misc]
+
+
+@lru_cache(maxsize=4)
+def _local_tokenizer(model: str):
+    from llama_cpp import Llama
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    from synthboot.lm.local import resolve_model_path
+
+    # The vocabulary alone loads in a fraction of a second; llama.cpp warns about the context on stderr.
+    with suppress_stdout_stderr(disable=False):
+        return Llama(model_path=str(resolve_model_path(model)), vocab_only=True, verbose=False)
+
+
+def count_tokens(lm: str, text: str) -> int:
+    if is_local(lm):
+        return len(_local_tokenizer(local_model_name(lm)).tokenize(text.encode(), add_bos=False, special=False))
+    return max(1, round(len(text) / 4))
+
+
+def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int:
+    messages = dspy.JSONAdapter().format(signature, demos=[], inputs=inputs)
+    return sum(count_tokens(lm, m["content"]) + CHAT_TEMPLATE_TOKENS for m in messages)
+
+
+def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
+    """Per purpose: mean prompt and completion tokens and latency of an earlier run's calls."""
+    with Store(run_dir) as store:
+        rows = store.query("SELECT purpose, prompt_tokens, completion_tokens, latency_s FROM lm_calls")
+    by: dict[str, list] = {}
+    for r in rows:
+        by.setdefault(r["purpose"] or "other", []).append(r)
+    return {purpose: {"n": len(rs),
+                      "prompt": statistics.fmean(r["prompt_tokens"] or 0 for r in rs),
+                      "completion": statistics.fmean(r["completion_tokens"] or 0 for r in rs),
+                      "latency": statistics.fmean(r["latency_s"] or 0 for r in rs)}
+            for purpose, rs in by.items()}
+
+
+def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
+                 measured_from: str | Path | None = None) -> Estimate:
+    gen_lm = lm or spec.generate.lm
+    schema = TaskSchema.from_spec(spec)
+    seeds = all_seeds(spec)
+    seeds_json = json.dumps(seeds, indent=1, ensure_ascii=False)
+    measured = measured_calls(Path(measured_from)) if measured_from else {}
+    out = Estimate()
+    concurrency = max(1, spec.generate.concurrency)
+
+    tasks = plan_tasks(spec, limit=limit)
+    signature = make_generator(schema, spec).predictors()[0].signature
+    prompt = sum(prompt_tokens(gen_lm, signature, {"task": spec.task, "seed_examples": seeds_json,
+                                                   "topic": t.topic, "count": t.count}) for t in tasks)
+    per_item = statistics.fmean(count_tokens(gen_lm, json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds \
+        else spec.generate.max_string_length // 4 * max(1, len(schema.names))
+    if "generate" in measured:
+        m = measured["generate"]
+        completion = round(m["completion"] * len(tasks))
+        basis = f"completion measured: mean of {m['n']} calls in {measured_from}"
+    else:
+        completion = sum(min(spec.generate.max_tokens, round(t.count * (per_item + 2)) + 12) for t in tasks)
+        basis = f"completion sized from the seeds: about {per_item:.0f} tokens per example"
+    out.stages.append(StageEstimate(
+        "generate", gen_lm, len(tasks), prompt, completion, spec.generate.max_tokens * len(tasks),
+        _cost(gen_lm, prompt, completion), basis,
+        _seconds(measured.get("generate"), len(tasks), concurrency)))
+
+    if spec.judge.enabled:
+        judge_lm = spec.judge.lm or gen_lm
+        candidates = sum(t.count for t in tasks)
+        from synthboot.stages.judge import DEFAULT_RUBRIC, JudgeQuality
+
+        example = json.dumps(seeds[0] if seeds else {n: "" for n in schema.names}, ensure_ascii=False)
+        one_prompt = prompt_tokens(judge_lm, JudgeQuality, {"task": spec.task, "rubric": spec.judge.rubric or
+                                                             DEFAULT_RUBRIC, "example": example})
+        reply = measured["judge"]["completion"] if "judge" in measured else JUDGE_REPLY_TOKENS
+        out.stages.append(StageEstimate(
+            "judge", judge_lm, candidates, one_prompt * candidates, round(reply * candidates),
+            JUDGE_MAX_TOKENS * candidates, _cost(judge_lm, one_prompt * candidates, round(reply * candidates)),
+            "at most one verdict per generated candidate (fewer after validation and dedup)",
+            _seconds(measured.get("judge"), candidates, concurrency)))
+    if any(s.cost is None for s in out.stages):
+        out.notes.append("an LM's price is not in DSPy's price map: its cost is unknown")
+    if not measured:
+        out.notes.append("give --from RUN_DIR (an earlier run, e.g. with --limit) to use measured token sizes")
+    return out
+
+
+def _cost(lm: str, prompt: int, completion: int) -> float | None:
+    prices = token_prices(lm)
+    return None if prices is None else prompt * prices[0] + completion * prices[1]
+
+
+def _seconds(measured: dict[str, float] | None, calls: int, concurrency: int) -> float | None:
+    return None if not measured else measured["latency"] * calls / concurrency
+
+
+def print_estimate(console: Console, est: Estimate) -> None:
+    timed = any(s.lm_seconds is not None for s in est.stages)
+    table = Table(title="estimate (cached calls of a resumed run cost nothing)")
+    for col in ("stage", "lm", "calls", "prompt tok", "completion tok", "at most tok", "cost") + (("LM time",) if timed else ()):
+        table.add_column(col, justify="left" if col in ("stage", "lm") else "right", overflow="fold")
+    for s in est.stages:
+        table.add_row(s.stage, s.lm, f"{s.calls:,}", f"{s.prompt_tokens:,}", f"{s.completion_tokens:,}",
+                      f"{s.prompt_tokens + s.max_completion_tokens:,}", _money(s.cost),
+                      *(("-" if s.lm_seconds is None else f"{s.lm_seconds:.0f}s",) if timed else ()))
+    console.print(table)
+    console.print(f"expected: {est.calls:,} calls, {est.tokens:,} tokens, {_money(est.cost)}", highlight=False)
+    for s in est.stages:
+        console.print(f"  {s.stage}: {s.basis}", highlight=False)
+    for note in est.notes:
+        console.print(f"note: {note}", highlight=False)
+
+
+def _money(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:.4f}"

@@ -1,0 +1,339 @@
+"""The optimize loop: a DSPy program, DSPy's optimizer and the seed's evaluation protocol.
+
+Protocol (the order is the point):
+1. freeze the test split (`splits.frozen = 1`) before any optimizer sees data;
+2. baseline: the unoptimized program on dev;
+3. compile: the optimizer on train (dev as its validation set where it takes one);
+4. optimized: the compiled program on dev;
+5. test: baseline and optimized on the synthetic test split and on the real (human) test rows,
+   touched here for the first time; the gain on held-out data is the one that counts.
+
+Every LM call (student, judge, optimizer proposals) runs inside `store_as_lm_cache`, under one
+`call_scope` per phase, so a re-run is answered from the store with zero calls and each phase's
+calls and tokens are read back from `lm_calls`. Scores carry bootstrap intervals; gains are paired
+(same examples, before and after), so a user can see whether a gain is noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from synthboot.errors import SynthbootError
+from synthboot.lm import is_local, make_lm
+from synthboot.lm.calls import StoreCache, call_scope, store_as_lm_cache
+from synthboot.metrics import as_float, bootstrap_ci, make_metric
+from synthboot.programs import Program, load_program, make_optimizer, takes_valset
+from synthboot.reviews import latest_reviews, with_edits
+from synthboot.schema import TaskSchema
+from synthboot.spec import Spec
+from synthboot.status import candidate_outcomes
+from synthboot.store import Store, now
+
+PHASES = ("baseline", "compile", "optimized", "test")
+EVAL_SPLITS = ("dev", "test", "real_test")
+
+
+@dataclass
+class OptimizeSettings:
+    program: str | None = None          # signature string or module:attribute (default: task inputs -> outputs)
+    module: str = "cot"                 # predict | cot, for signature strings
+    optimizer: str = "bootstrap"        # bootstrap | random_search | mipro | gepa
+    optimizer_settings: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None           # default: exact_match for closed-value outputs, else semantic_f1
+    threshold: float = 0.5              # pass/fail cut of a metric while bootstrapping demos
+    lm: str = "local"                   # the student
+    api_base: str | None = None
+    judge_lm: str | None = None         # semantic_f1's judge and GEPA's reflection LM (default: the spec's)
+    adapter: str | None = None          # json | chat (default: json for the embedded model)
+    max_tokens: int = 512
+    num_threads: int = 2
+    test_file: str | None = None        # JSONL of real labeled examples: the real test set
+    round: int = 0                      # growth round (synthboot.grow)
+
+
+@dataclass
+class Score:
+    n: int
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass
+class PhaseStats:
+    phase: str
+    calls: int          # distinct LM calls the phase used (made now or answered from the store)
+    calls_made: int     # of which made now (a re-run makes none)
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+
+
+@dataclass
+class OptimizeReport:
+    run_id: int
+    round: int
+    settings: dict[str, Any]
+    program_path: str | None
+    scores: dict[tuple[str, str], Score] = field(default_factory=dict)  # (split, baseline|optimized|gain)
+    phases: list[PhaseStats] = field(default_factory=list)
+    status: str = "done"
+
+
+@dataclass
+class Item:
+    candidate_id: int
+    fields: dict[str, Any]
+    origin: str
+
+
+def load_sets(store: Store) -> dict[str, list[Item]]:
+    """train, dev, test (synthetic) and real_test (human) as stored, reviews applied."""
+    outcomes = candidate_outcomes(store)
+    reviews = latest_reviews(store)
+    splits = store.splits()
+    sets: dict[str, list[Item]] = {"train": [], "dev": [], "test": [], "real_test": []}
+    for cand in store.candidates(ids=splits):
+        row = splits[cand.id]
+        if cand.origin == "lm" and outcomes.get(cand.id, ("",))[0] != "kept":
+            continue  # rejected since it was split (a review, a stricter filter)
+        if (review := reviews.get(cand.id)) is not None and not review.keeps:
+            continue
+        cand = with_edits(cand, reviews)
+        if cand.fields is None:
+            continue
+        name = "real_test" if row["split"] == "test" and cand.origin == "human" else row["split"]
+        sets[name].append(Item(cand.id, cand.fields, cand.origin))
+    return sets
+
+
+def freeze_test(store: Store) -> int:
+    """Freeze the test split: from now on a re-split keeps it and sends newcomers to train/dev."""
+    with store.transaction() as conn:
+        return conn.execute("UPDATE splits SET frozen = 1 WHERE split = 'test' AND frozen = 0").rowcount
+
+
+def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Callable[[str], None] | None = None,
+                 *, student: dspy.LM | None = None, judge: dspy.LM | None = None) -> OptimizeReport:
+    """Run the protocol on a finished run; results go into the run store. See the module docstring.
+
+    `student` and `judge` override `settings.lm` and `settings.judge_lm` with configured `dspy.LM`s.
+    """
+    say = progress or (lambda message: None)
+    with Store(run_dir, lock=True) as store:
+        body = store.latest_spec()
+        if body is None:
+            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
+        spec = Spec.model_validate(body)
+        schema = TaskSchema.from_spec(spec)
+        if settings.test_file:
+            from synthboot.importing import import_examples
+
+            imported = import_examples(store, spec, settings.test_file, "test")
+            say(f"real test: {imported.rows} examples from {settings.test_file} ({imported.added} new)")
+        freeze_test(store)  # before any optimizer sees data
+        program = load_program(settings.program, schema, settings.module)
+        sets = load_sets(store)
+        for name in ("train", "dev"):
+            if not sets[name]:
+                raise SynthbootError(f"the run has no {name} examples; generate more (synthboot run ... --limit N)")
+        return _run_protocol(store, spec, schema, program, sets, settings, say, student, judge)
+
+
+def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program, sets: dict[str, list[Item]],
+                  settings: OptimizeSettings, say: Callable[[str], None], student: dspy.LM | None,
+                  judge: dspy.LM | None) -> OptimizeReport:
+    if student is not None:
+        settings = replace(settings, lm=student.model)
+    student = student or make_lm(settings.lm, api_base=settings.api_base, max_tokens=settings.max_tokens)
+    judge_name = judge.model if judge is not None else settings.judge_lm or spec.judge.lm or spec.generate.lm
+    needs_judge = settings.optimizer == "gepa" or _metric_name(settings, schema, program) == "semantic_f1"
+    if needs_judge and judge is None:
+        judge = student if judge_name == settings.lm else make_lm(
+            judge_name, api_base=spec.judge.api_base if settings.judge_lm is None else None, max_tokens=600)
+    adapter = _adapter(settings)
+    metric_name = _metric_name(settings, schema, program)
+    metric = make_metric(metric_name, fields=program.outputs, inputs=program.inputs, threshold=settings.threshold,
+                         judge_lm=judge, judge_adapter=dspy.JSONAdapter() if judge and is_local(judge_name) else None)
+    optimizer, compile_kwargs = make_optimizer(settings.optimizer, metric, settings.optimizer_settings,
+                                               num_threads=settings.num_threads, reflection_lm=judge)
+    examples = {name: [_example(item.fields, program.inputs) for item in items] for name, items in sets.items()}
+    recorded = {**asdict(settings), "metric": metric_name, "program": settings.program or _default_program(schema),
+                "judge_lm": judge_name if needs_judge else None,
+                "data": {name: [i.candidate_id for i in items] for name, items in sets.items()}}
+    key = hashlib.sha256(json.dumps(recorded, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    run_id = _start_run(store, key, settings.round, recorded)
+    use_valset = takes_valset(optimizer)
+    _record_inputs(store, run_id, {"trainset": sets["train"], "valset": sets["dev"] if use_valset else []})
+    report = OptimizeReport(run_id, settings.round, recorded, None)
+    evaluations: dict[tuple[str, str], dspy.Prediction] = {}
+    try:
+        with store_as_lm_cache(store) as cache, dspy.context(lm=student, **({"adapter": adapter} if adapter else {})):
+            with _phase(store, cache, report, "baseline"):
+                say(f"baseline on dev ({len(sets['dev'])} examples)")
+                evaluations["dev", "baseline"] = _evaluate(program.module, examples["dev"], metric, settings)
+            with _phase(store, cache, report, "compile"):
+                say(f"compile: {settings.optimizer} on train ({len(sets['train'])} examples"
+                    + (f", dev as valset)" if use_valset else ")"))
+                kwargs = {"trainset": examples["train"], **compile_kwargs}
+                if use_valset:
+                    kwargs["valset"] = examples["dev"]
+                optimized = optimizer.compile(program.module.deepcopy(), **kwargs)
+            path = Path(store.run_dir) / "programs" / f"optimized-{key}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            optimized.save(str(path))
+            report.program_path = str(path)
+            with _phase(store, cache, report, "optimized"):
+                say("optimized on dev")
+                evaluations["dev", "optimized"] = _evaluate(optimized, examples["dev"], metric, settings)
+            with _phase(store, cache, report, "test"):
+                for split in ("test", "real_test"):
+                    if examples[split]:
+                        say(f"final: baseline and optimized on {split} ({len(examples[split])} examples)")
+                        for name, module in (("baseline", program.module), ("optimized", optimized)):
+                            evaluations[split, name] = _evaluate(module, examples[split], metric, settings)
+    except BaseException as exc:
+        with store.transaction() as conn:
+            conn.execute("UPDATE optimize_runs SET status = 'failed', error = ? WHERE id = ?",
+                         (f"{type(exc).__name__}: {exc}"[:2000], run_id))
+        raise
+    _finish_run(store, report, sets, evaluations)
+    return report
+
+
+def _metric_name(settings: OptimizeSettings, schema: TaskSchema, program: Program) -> str:
+    if settings.metric:
+        return settings.metric
+    closed = set(schema.enum_fields()) | {n for n, f in schema.model.model_fields.items()
+                                          if f.annotation in (int, float, bool)}
+    return "exact_match" if all(f in closed for f in program.outputs) else "semantic_f1"
+
+
+def _adapter(settings: OptimizeSettings) -> dspy.Adapter | None:
+    choice = settings.adapter or ("json" if is_local(settings.lm) else None)
+    if choice is None:
+        return None
+    if choice not in ("json", "chat"):
+        raise SynthbootError(f"unknown --adapter {choice!r}; choose json or chat")
+    # The embedded model follows a JSON grammar reliably and ignores ChatAdapter's field markers.
+    return dspy.JSONAdapter() if choice == "json" else dspy.ChatAdapter()
+
+
+def _default_program(schema: TaskSchema) -> str:
+    return f"{', '.join(schema.inputs)} -> {', '.join(schema.outputs)}"
+
+
+def _example(fields: dict[str, Any], inputs: list[str]) -> dspy.Example:
+    return dspy.Example(**fields).with_inputs(*inputs)
+
+
+def _evaluate(module: dspy.Module, examples: list[dspy.Example], metric: Callable,
+              settings: OptimizeSettings) -> dspy.Prediction:
+    evaluate = dspy.Evaluate(devset=examples, metric=metric, num_threads=settings.num_threads,
+                             display_progress=False, max_errors=len(examples) + 1, provide_traceback=False)
+    return evaluate(module)
+
+
+@contextmanager
+def _phase(store: Store, cache: StoreCache, report: OptimizeReport, phase: str) -> Iterator[None]:
+    started, misses = time.perf_counter(), cache.misses
+    with call_scope(f"optimize:{phase}") as scope:
+        yield
+    ids = sorted(set(scope.call_ids))
+    tokens = store.query(f"SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
+                         f"FROM lm_calls WHERE id IN ({', '.join('?' * len(ids))})", ids)[0] if ids else (0, 0)
+    report.phases.append(PhaseStats(phase, len(ids), cache.misses - misses, int(tokens[0]), int(tokens[1]),
+                                    round(time.perf_counter() - started, 2)))
+
+
+def _start_run(store: Store, key: str, round_: int, recorded: dict[str, Any]) -> int:
+    """The run's row, created or reset: a re-run with the same settings and data replaces its results."""
+    with store.transaction() as conn:
+        row = conn.execute("SELECT id FROM optimize_runs WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return conn.execute("INSERT INTO optimize_runs (key, round, settings, status, created_at) "
+                                "VALUES (?, ?, ?, 'running', ?)",
+                                (key, round_, json.dumps(recorded, default=str), now())).lastrowid
+        run_id = row[0]
+        for table in ("optimize_scores", "optimize_predictions", "optimize_phases", "optimize_inputs"):
+            conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        conn.execute("UPDATE optimize_runs SET status = 'running', error = NULL, created_at = ? WHERE id = ?",
+                     (now(), run_id))
+        return run_id
+
+
+def _record_inputs(store: Store, run_id: int, roles: dict[str, list[Item]]) -> None:
+    with store.transaction() as conn:
+        conn.executemany("INSERT OR IGNORE INTO optimize_inputs VALUES (?, ?, ?)",
+                         [(run_id, role, item.candidate_id) for role, items in roles.items() for item in items])
+
+
+def _finish_run(store: Store, report: OptimizeReport, sets: dict[str, list[Item]],
+                evaluations: dict[tuple[str, str], dspy.Prediction]) -> None:
+    per_example: dict[tuple[str, str], list[float]] = {}
+    predictions = []
+    for (split, name), result in evaluations.items():
+        scores = []
+        for item, (_, pred, score) in zip(sets[split], result.results, strict=True):
+            value = as_float(score)
+            scores.append(value)
+            fields = pred.toDict() if hasattr(pred, "toDict") else dict(pred)
+            predictions.append((report.run_id, split, name, item.candidate_id, json.dumps(fields, default=str), value,
+                                None if fields else "the program raised or its output did not parse"))
+        per_example[split, name] = scores
+        report.scores[split, name] = Score(len(scores), *bootstrap_ci(scores))
+    for split in EVAL_SPLITS:
+        if (split, "baseline") in per_example and (split, "optimized") in per_example:
+            diffs = [o - b for b, o in zip(per_example[split, "baseline"], per_example[split, "optimized"])]
+            report.scores[split, "gain"] = Score(len(diffs), *bootstrap_ci(diffs))
+    with store.transaction() as conn:
+        conn.executemany("INSERT OR REPLACE INTO optimize_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", predictions)
+        conn.executemany("INSERT OR REPLACE INTO optimize_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [(report.run_id, split, name, s.n, s.mean, s.low, s.high)
+                          for (split, name), s in report.scores.items()])
+        conn.executemany("INSERT OR REPLACE INTO optimize_phases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [(report.run_id, p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens,
+                           p.seconds) for p in report.phases])
+        conn.execute("UPDATE optimize_runs SET status = 'done', program_path = ?, finished_at = ? WHERE id = ?",
+                     (report.program_path, now(), report.run_id))
+
+
+def optimize_reports(store: Store, *, latest_only: bool = False) -> list[OptimizeReport]:
+    """Finished optimize runs read back from the store, oldest first (the newest when `latest_only`)."""
+    rows = store.query("SELECT * FROM optimize_runs WHERE status = 'done' ORDER BY finished_at")
+    if latest_only:
+        rows = rows[-1:]
+    reports = []
+    for row in rows:
+        report = OptimizeReport(row["id"], row["round"], json.loads(row["settings"]), row["program_path"])
+        for s in store.query("SELECT * FROM optimize_scores WHERE run_id = ?", (row["id"],)):
+            report.scores[s["split"], s["program"]] = Score(s["n"], s["mean"], s["ci_low"], s["ci_high"])
+        order = {p: i for i, p in enumerate(PHASES)}
+        phases = store.query("SELECT * FROM optimize_phases WHERE run_id = ?", (row["id"],))
+        report.phases = sorted((PhaseStats(p["phase"], p["calls"], p["calls_made"], p["prompt_tokens"],
+                                           p["completion_tokens"], p["seconds"]) for p in phases),
+                               key=lambda p: order.get(p.phase, 99))
+        reports.append(report)
+    return reports
+
+
+def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) -> dspy.Module:
+    """The optimized program of the latest (or the given) optimize run, rebuilt and loaded."""
+    with Store(run_dir) as store:
+        report = report or next(iter(optimize_reports(store, latest_only=True)), None)
+        if report is None:
+            raise SynthbootError(f"{run_dir} has no finished optimize run: run `synthboot optimize` first")
+        schema = TaskSchema.from_spec(Spec.model_validate(store.latest_spec()))
+    s = report.settings
+    program = load_program(s["program"], schema, s["module"])
+    program.module.load(report.program_path)
+    return program.module

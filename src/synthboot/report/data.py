@@ -1,0 +1,191 @@
+"""Everything the report shows, read from the run store into plain values (no HTML here)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthboot.reviews import latest_reviews
+from synthboot.schema import TaskSchema
+from synthboot.spec import Spec
+from synthboot.stages.diversity import diversity_field, measure
+from synthboot.status import RunStatus, candidate_outcomes, kept_candidates, run_status
+from synthboot.store import Store
+
+
+@dataclass
+class Row:
+    """One candidate (generated, or a seed) with everything decided about it."""
+
+    id: int
+    origin: str
+    topic: str
+    fields: dict[str, Any] | None
+    raw: str | None
+    outcome: str  # 'kept', 'pending', 'seed', or the stage that rejected it
+    reason: str | None
+    detail: str | None = None
+    score: float | None = None  # the judge's
+    matched_id: int | None = None  # the example a duplicate matched
+    similarity: float | None = None
+    split: str | None = None
+    review: str | None = None
+    reviewer: str | None = None
+    filter_outcome: str | None = None  # what the automatic filters decided, before any review
+    filter_reason: str | None = None
+
+    def text(self, names: list[str]) -> str:
+        if self.fields is None:
+            return self.raw or ""
+        return "\n".join(f"{n}: {self.fields.get(n, '')}" for n in names if n in self.fields)
+
+
+@dataclass
+class Cluster:
+    kept: Row
+    absorbed: list[Row]
+
+
+@dataclass
+class CallGroup:
+    name: str
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost: float | None  # None when some call's price is unknown
+    failures: int = 0
+
+    @property
+    def mean_latency_s(self) -> float:
+        return self.latency_s / self.calls if self.calls else 0.0
+
+
+@dataclass
+class ReportData:
+    run_dir: Path
+    spec: Spec
+    schema: TaskSchema
+    status: RunStatus
+    rows: list[Row]
+    clusters: list[Cluster]
+    by_stage: list[CallGroup]
+    by_model: list[CallGroup]
+    split_distributions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split->field->counts
+    optimize: list[Any] = field(default_factory=list)  # synthboot.optimize.OptimizeReport
+
+    @property
+    def names(self) -> list[str]:
+        return self.schema.names
+
+
+def collect(run_dir: str | Path) -> ReportData:
+    status = run_status(run_dir)
+    if status.spec is None:
+        from synthboot.errors import SynthbootError
+
+        raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
+    spec = status.spec
+    schema = TaskSchema.from_spec(spec)
+    with Store(run_dir) as store:
+        rows = candidate_rows(store)
+        by_id = {r.id: r for r in rows}
+        clusters = _clusters(rows, by_id)
+        by_stage = _call_groups(store, "purpose")
+        by_model = _call_groups(store, "model")
+        split_distributions = _split_distributions(store, spec, schema)
+        optimize = _optimize(store)
+    return ReportData(Path(run_dir), spec, schema, status, rows, clusters, by_stage, by_model,
+                      split_distributions, optimize)
+
+
+def candidate_rows(store: Store) -> list[Row]:
+    """Every candidate (seeds too) with its outcome, reason, verdict, duplicate match, split and review."""
+    outcomes = candidate_outcomes(store)
+    by_filters = candidate_outcomes(store, reviews=False)
+    dedup, judge = store.decisions("dedup"), store.decisions("judge")
+    validate = store.decisions("validate")
+    splits = store.splits()
+    reviews = latest_reviews(store)
+    rows = []
+    for c in store.candidates():
+        stage, reason = outcomes.get(c.id, ("seed" if c.origin != "lm" else "pending", None))
+        row = Row(c.id, c.origin, c.topic or "(none)", c.fields, c.raw, stage, reason)
+        row.filter_outcome, row.filter_reason = by_filters.get(c.id, (stage, reason))
+        if (d := dedup.get(c.id)) is not None and not d["kept"]:
+            row.matched_id, row.similarity = d["matched_id"], d["score"]
+        if (d := judge.get(c.id)) is not None:
+            row.score = d["score"]
+            details = json.loads(d["details"]) if d["details"] else {}
+            row.detail = details.get("reasoning") or details.get("error")
+        if row.filter_outcome == "validate" and (d := validate.get(c.id)) is not None and d["details"]:
+            row.detail = _short(json.loads(d["details"]))
+        if c.parse_error and row.detail is None:
+            row.detail = c.parse_error
+        if (s := splits.get(c.id)) is not None and stage in ("kept", "seed"):
+            row.split = s["split"]
+        if (r := reviews.get(c.id)) is not None:
+            row.review, row.reviewer = r.decision, r.reviewer
+            if r.decision == "edit":
+                row.fields = r.fields
+        rows.append(row)
+    return rows
+
+
+def _short(details: dict[str, Any]) -> str:
+    if "failures" in details:
+        return "; ".join(f"{k}: {v}" for k, v in details["failures"].items())
+    if "errors" in details:
+        return "; ".join(details["errors"])
+    return str(details.get("error") or details)
+
+
+def _clusters(rows: list[Row], by_id: dict[int, Row]) -> list[Cluster]:
+    groups: dict[int, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.outcome == "dedup" and r.matched_id is not None:
+            groups[r.matched_id].append(r)
+    clusters = [Cluster(by_id[k], sorted(v, key=lambda r: -(r.similarity or 0)))
+                for k, v in groups.items() if k in by_id]
+    return sorted(clusters, key=lambda c: (-len(c.absorbed), c.kept.id))
+
+
+def _call_groups(store: Store, column: str) -> list[CallGroup]:
+    rows = store.query(
+        f"SELECT COALESCE({column}, 'other') AS name, COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS p,"
+        " COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(latency_s), 0) AS l,"
+        " SUM(cost) AS cost, SUM(cost IS NULL) AS unpriced FROM lm_calls GROUP BY 1 ORDER BY 2 DESC")
+    failure_col = "purpose" if column == "purpose" else "model"
+    failures = {r[0]: r[1] for r in store.query(
+        f"SELECT COALESCE({failure_col}, 'other'), COUNT(*) FROM lm_failures GROUP BY 1")}
+    groups = [CallGroup(r["name"], r["n"], r["p"], r["c"], r["l"],
+                        None if r["unpriced"] else (r["cost"] or 0.0), failures.pop(r["name"], 0)) for r in rows]
+    groups += [CallGroup(name, 0, 0, 0, 0.0, 0.0, n) for name, n in failures.items()]
+    return groups
+
+
+def _split_distributions(store: Store, spec: Spec, schema: TaskSchema) -> dict[str, dict[str, dict[str, int]]]:
+    splits = store.splits()
+    kept = {c.id: c for c in kept_candidates(store)}
+    seeds = {c.id: c for c in store.candidates(origin="seed")}
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for name in ("train", "dev", "test"):
+        members = [kept.get(cid) or seeds.get(cid) for cid, r in splits.items() if r["split"] == name]
+        out[name] = measure([m for m in members if m is not None], spec).distributions
+    return out
+
+
+def _optimize(store: Store) -> list[Any]:
+    try:
+        from synthboot.optimize import optimize_reports
+    except ImportError:
+        return []
+    return optimize_reports(store)
+
+
+def main_field(data: ReportData) -> str | None:
+    """The enum field whose mix matters most (the diversity field), for split breakdowns."""
+    return diversity_field(data.spec, data.schema) or next(iter(data.schema.enum_fields()), None)

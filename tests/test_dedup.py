@@ -1,0 +1,209 @@
+"""Layered dedup: each layer on real text, the greedy order, the stage, leakage across splits, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+import synthboot
+from synthboot.cli import main
+from synthboot.errors import SpecError
+from synthboot.spec import parse_spec
+from synthboot.stages.dedup import (ExactLayer, MinHashLayer, SemanticLayer, WordOverlapLayer, dedup_records,
+                                    dedup_texts, shingles)
+from synthboot.stages.leakage import find_leaks
+from synthboot.status import run_status
+from tests.conftest import SHARED, TINY_SPEC
+
+T0 = SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
+
+
+def t0_prompts(n: int) -> list[str]:
+    with gzip.open(T0, "rt", encoding="utf-8") as fh:
+        return [json.loads(line)["prompt"] for line in itertools.islice(fh, n)]
+
+
+def exact_pairs(texts: list[str], threshold: float) -> dict[tuple[int, int], float]:
+    sets = [shingles(t) for t in texts]
+    out = {}
+    for i, j in itertools.combinations(range(len(texts)), 2):
+        a, b = sets[i], sets[j]
+        if a and b and (score := len(a & b) / len(a | b)) >= threshold:
+            out[(j, i)] = score
+    return out
+
+
+def test_minhash_finds_the_exact_jaccard_pairs_of_real_prompts():
+    texts = t0_prompts(600)  # the same passages under different templates: real near-duplicates
+    truth = exact_pairs(texts, 0.6)
+    assert len(truth) > 100
+    found = {(i, j): s for i, hits in enumerate(MinHashLayer(0.6).candidates(texts)) for j, s in hits}
+    assert set(found) <= set(truth)  # scored with the exact Jaccard: no false positive
+    assert all(found[p] == pytest.approx(truth[p]) for p in found)
+    assert len(found) / len(truth) >= 0.95
+    assert all(hits == sorted(hits, key=lambda h: -h[1]) for hits in MinHashLayer(0.6).candidates(texts))
+
+
+def test_minhash_shingle_settings_change_what_matches():
+    a, b = "the cat sat on the mat today", "today the cat sat on the mat"
+    assert MinHashLayer(0.9).candidates([a, b])[1]  # same word set
+    assert not MinHashLayer(0.9, shingle="word", ngram=2).candidates([a, b])[1]  # word order differs
+    assert shingles("abcd", "char", 3) == {"abc", "bcd"}
+
+
+def test_exact_layer_normalises_case_and_punctuation():
+    links = ExactLayer().candidates(["What is a decorator?", "what is a DECORATOR", "Something else", ""])
+    assert links == [[], [(0, 1.0)], [], []]
+
+
+def test_word_overlap_is_the_seed_rule():
+    links = WordOverlapLayer(0.5).candidates(["a b c d", "a b c e", "x y z"])
+    assert links[1] == [(0, 0.75)] and links[2] == []
+
+
+def test_semantic_layer_catches_a_paraphrase_minhash_misses():
+    texts = ["How do I read a file line by line in Python?", "What is the way to iterate over the lines of a file in Python?",
+             "Explain the global interpreter lock."]
+    assert not MinHashLayer(0.6).candidates(texts)[1]
+    semantic = SemanticLayer(0.8).candidates(texts)
+    assert semantic[1] and semantic[1][0][0] == 0 and semantic[1][0][1] >= 0.8
+    assert semantic[2] == []
+
+
+def mrpc_sentences(n: int) -> list[str]:
+    lines = (SHARED / "bench" / "mrpc" / "msr_paraphrase_train.txt").read_text(encoding="utf-8-sig").splitlines()[1:]
+    rows = [line.split("\t") for line in lines[:n // 2]]
+    return [r[3] for r in rows] + [r[4] for r in rows]  # each sentence's paraphrase-or-not twin 50 rows later
+
+
+def test_semantic_ann_index_agrees_with_the_exact_matrix():
+    texts = mrpc_sentences(300)
+    exact = SemanticLayer(0.85, exact_below=10_000).candidates(texts)
+    approx = SemanticLayer(0.85, exact_below=0).candidates(texts)  # through the usearch HNSW index
+    want = {(i, j) for i, hits in enumerate(exact) for j, _ in hits}
+    got = {(i, j) for i, hits in enumerate(approx) for j, _ in hits}
+    assert want and got <= want and len(got) / len(want) >= 0.9
+
+
+def test_greedy_order_reference_and_first_layer_wins():
+    items = [(10, "What is a decorator in Python?"), (11, "what is a decorator in python"),
+             (12, "What is a list comprehension?"), (13, "what is a list comprehension")]
+    outcome = dedup_texts(items, [ExactLayer(), MinHashLayer(0.5)], reference=[(1, "What is a list comprehension?")])
+    assert outcome.kept == [10]
+    assert outcome.removed == {11: ("exact", 10, 1.0), 12: ("exact", 1, 1.0), 13: ("exact", 1, 1.0)}
+
+
+def test_a_match_on_a_removed_item_does_not_count():
+    # 2 duplicates 1 (removed as a copy of 0); 2 itself is not close to 0, so it stays.
+    items = [(0, "a b c d e f"), (1, "a b c d e f g h"), (2, "c d e f g h i j")]
+    outcome = dedup_texts(items, [MinHashLayer(0.7, num_perm=256)])
+    assert 1 in outcome.removed and 2 in outcome.kept
+
+
+def test_each_layer_compares_its_own_fields():
+    rows = [(0, {"q": "What is X?", "a": "alpha"}), (1, {"q": "What is X?", "a": "beta"})]
+    assert dedup_records(rows, [ExactLayer(fields=["a"])], ["q"]).kept == [0, 1]
+    assert dedup_records(rows, [ExactLayer()], ["q"]).removed == {1: ("exact", 0, 1.0)}
+
+
+def test_spec_switches_layers_and_checks_their_fields():
+    spec = parse_spec(TINY_SPEC + "dedup: {exact: false, minhash: {threshold: 0.8, fields: [answer]}, semantic: false}\n")
+    assert not spec.dedup.exact.enabled and not spec.dedup.semantic.enabled
+    assert spec.dedup.minhash.threshold == 0.8 and spec.dedup.minhash.fields == ["answer"]
+    with pytest.raises(SpecError, match="dedup.minhash.fields"):
+        parse_spec(TINY_SPEC + "dedup: {minhash: {fields: [nope]}}\n")
+
+
+def test_stage_records_layer_match_and_score_and_status_counts_them(tiny_run, copy_run):
+    run = copy_run(tiny_run)
+    with sqlite3.connect(run / "synthboot.db") as db:
+        rows = db.execute("SELECT reason, matched_id, score FROM decisions WHERE stage = 'dedup' AND kept = 0").fetchall()
+    status = run_status(run)
+    assert sum(status.dedup_by_layer.values()) == len(rows)
+    assert set(status.dedup_by_layer) >= {"exact", "minhash", "semantic"}
+    for reason, matched, score in rows:
+        assert reason.startswith("duplicate:") and matched is not None and 0 < score <= 1
+
+
+def test_imported_human_test_example_keeps_its_twin_out_of_train_and_dev(tiny_run, copy_run, tmp_path):
+    from synthboot.importing import import_examples
+    from synthboot.store import Store
+
+    run = copy_run(tiny_run)
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(TINY_SPEC)
+    with Store(run) as store:
+        splits = store.splits()
+        victim = next(c for c in store.candidates(origin="lm") if splits.get(c.id, {"split": ""})["split"] in ("train", "dev"))
+    human = tmp_path / "human.jsonl"
+    human.write_text(json.dumps({**victim.fields, "question": victim.fields["question"].upper()}) + "\n")
+    with Store(run) as store:
+        import_examples(store, synthboot.load_spec(spec_path), human, "test")
+    result = synthboot.run(spec_path, run)
+    assert result.lm_calls_made == 0
+    with Store(run) as store:
+        decision = store.decisions("dedup")[victim.id]
+        assert decision["reason"] == "duplicate:exact"
+        assert victim.id not in store.splits()
+        assert find_leaks(store, synthboot.load_spec(spec_path)) == []
+
+
+def test_split_keeps_near_duplicates_together_when_dedup_is_off(tiny_run, copy_run, tmp_path):
+    from synthboot.store import Store
+
+    run = copy_run(tiny_run)
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(TINY_SPEC + "dedup: {exact: false, minhash: false, semantic: false}\n")
+    synthboot.run(spec_path, run)
+    spec = synthboot.load_spec(spec_path)
+    with Store(run) as store:
+        kept = [c for c in store.candidates(origin="lm") if c.id in store.splits()]
+        splits = {cid: r["split"] for cid, r in store.splits().items()}
+        assert find_leaks(store, spec) == []
+    by_text: dict[str, set[str]] = {}
+    for c in kept:
+        by_text.setdefault(" ".join(c.fields["question"].lower().split()), set()).add(splits[c.id])
+    assert all(len(s) == 1 for s in by_text.values())
+
+
+def test_dedup_command_on_any_jsonl(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [
+        {"q": "What is a decorator in Python?", "n": 1}, {"q": "what is a decorator in python", "n": 2},
+        {"q": "How do I open a file for reading in Python?", "n": 3},
+        {"q": "How can I open a file for reading in Python?", "n": 4}, {"n": 5}]) + "\n")
+    out, pairs = tmp_path / "kept.jsonl", tmp_path / "pairs.jsonl"
+    code = main(["dedup", str(src), "--field", "q", "--method", "exact,minhash", "--out", str(out), "--pairs", str(pairs)])
+    assert code == 0
+    assert [json.loads(line)["n"] for line in out.read_text().splitlines()] == [1, 3, 5]
+    found = [json.loads(line) for line in pairs.read_text().splitlines()]
+    assert [(p["line"], p["duplicate_of_line"], p["layer"]) for p in found] == [(2, 1, "exact"), (4, 3, "minhash")]
+    assert "5 rows, 3 kept, 2 removed" in capsys.readouterr().out
+    assert main(["dedup", str(tmp_path / "missing.jsonl"), "--field", "q", "--out", str(out)]) == 2
+    assert main(["dedup", str(src), "--field", "q", "--method", "fuzzy", "--out", str(out)]) == 2
+
+
+def test_minhash_signatures_match_datasketch_estimates():
+    # The vectorised signatures estimate Jaccard as well as datasketch's MinHash does.
+    from datasketch import MinHash
+
+    texts = t0_prompts(40)
+    layer = MinHashLayer(0.5, num_perm=256)
+    sig = layer.signatures(layer.shingle_matrix(texts))
+    sets = [shingles(t) for t in texts]
+    errors_ours, errors_ds = [], []
+    ds = []
+    for s in sets:
+        m = MinHash(num_perm=256, seed=3)
+        m.update_batch([w.encode() for w in s])
+        ds.append(m)
+    for i, j in itertools.combinations(range(len(texts)), 2):
+        truth = len(sets[i] & sets[j]) / len(sets[i] | sets[j])
+        errors_ours.append(abs((sig[:, i] == sig[:, j]).mean() - truth))
+        errors_ds.append(abs(ds[i].jaccard(ds[j]) - truth))
+    assert np.mean(errors_ours) <= np.mean(errors_ds) * 1.5 + 0.01
