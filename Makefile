@@ -18,8 +18,11 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/pip install -e .
 
+# Browser tests drive Debian's chromium with playwright (a browser is never downloaded): install
+# the distribution's package unless it is there.
 setup-dev: $(BIN)/python
 	$(BIN)/pip install -e ".[dev]"
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # The README's first command: the example spec end to end on the embedded model.
 demo: setup

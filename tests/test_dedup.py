@@ -83,8 +83,9 @@ def mrpc_sentences(n: int) -> list[str]:
 
 def test_semantic_ann_index_agrees_with_the_exact_matrix():
     texts = mrpc_sentences(300)
-    exact = SemanticLayer(0.85, exact_below=10_000).candidates(texts)
-    approx = SemanticLayer(0.85, exact_below=0).candidates(texts)  # through the usearch HNSW index
+    vectors = SemanticLayer().embed(texts)
+    exact = SemanticLayer(0.85, exact_below=10_000).links_from_vectors(vectors, [False] * len(texts)).lists()
+    approx = SemanticLayer(0.85, exact_below=0).links_from_vectors(vectors, [False] * len(texts)).lists()  # HNSW
     want = {(i, j) for i, hits in enumerate(exact) for j, _ in hits}
     got = {(i, j) for i, hits in enumerate(approx) for j, _ in hits}
     assert want and got <= want and len(got) / len(want) >= 0.9

@@ -100,3 +100,25 @@ def test_grow_adds_to_train_and_dev_only_and_reoptimizes(tmp_path):
     print_rounds(console, [result.baseline, grown.report], {1: sum(grown.added.values())})
     table = console.export_text()
     assert "growth rounds" in table and len([line for line in table.splitlines() if line.startswith("│")]) == 2
+
+
+def test_valset_is_dev_and_test_stays_out_of_compile(tmp_path):
+    run = tmp_path / "run"
+    synthboot.run(synthboot.parse_spec(SPEC), run, lm=scripted_lm([generator_reply], cycle=True))
+    settings = OptimizeSettings(program="text -> label", module="predict", metric="exact_match", adapter="json",
+                                optimizer="random_search",
+                                optimizer_settings={"num_candidate_programs": 1, "max_bootstrapped_demos": 1})
+    report = run_optimize(run, settings, student=scripted_lm([student_reply], cycle=True))
+    db = sqlite3.connect(run / "synthboot.db")
+    split_of = dict(db.execute("SELECT candidate_id, split FROM splits").fetchall())
+    roles = {}
+    for role, cid in db.execute("SELECT role, candidate_id FROM optimize_inputs WHERE run_id = ?", (report.run_id,)):
+        roles.setdefault(role, set()).add(split_of[cid])
+    assert roles == {"trainset": {"train"}, "valset": {"dev"}}
+    compile_requests = " ".join(r[0] for r in db.execute("SELECT request FROM lm_calls WHERE purpose = "
+                                                         "'optimize:compile'"))
+    texts = {split: [json.loads(r[0])["text"] for r in db.execute(
+        "SELECT c.fields FROM candidates c JOIN splits s ON s.candidate_id = c.id WHERE s.split = ?", (split,))]
+        for split in ("dev", "test")}
+    assert all(t in compile_requests for t in texts["dev"])  # the optimizer validated on dev...
+    assert not any(t in compile_requests for t in texts["test"])  # ...and never saw a test item

@@ -113,7 +113,7 @@ def test_requests_per_minute_against_the_server(store_cache):
         for i in range(23):
             lm(f"call {i}")
         starts = [r.started for r in url.server.requests]
-    assert starts[19] - starts[0] < 1.0
+    # At most 20 + 2 * t requests may start in the first t seconds, however fast or loaded the machine is.
     assert starts[22] - starts[0] >= 1.4
 
 

@@ -44,10 +44,11 @@ def _write_jsonl(path, rows):
 def _gsm8k_slice(tmp_path, n=2):
     """Real, human-written math problems with their final answers: the real test set."""
     rows = []
-    for line in GSM8K_TEST.read_text().splitlines()[:n]:
+    for line in GSM8K_TEST.read_text().splitlines():
         row = json.loads(line)
-        rows.append({"question": row["question"], "answer": row["answer"].rsplit("####", 1)[1].strip()})
-    return _write_jsonl(tmp_path / "real_test.jsonl", rows)
+        if len(row["question"]) <= 200:  # the tiny spec's bound on questions
+            rows.append({"question": row["question"], "answer": row["answer"].rsplit("####", 1)[1].strip()})
+    return _write_jsonl(tmp_path / "real_test.jsonl", rows[:n])
 
 
 @pytest.mark.slow
@@ -138,7 +139,7 @@ def test_metrics_score_the_compared_fields():
     f1 = make_metric("token_f1", fields=["answer", "difficulty"], inputs=["question"], threshold=0.7)
     assert em(gold, dspy.Prediction(answer="the eiffel tower")) == 1.0
     assert em(gold, dspy.Prediction(answer="Eiffel")) == 0.0
-    assert 0.5 < f1(gold, dspy.Prediction(answer="Eiffel Tower", difficulty="easy")) < 1.0
+    assert f1(gold, dspy.Prediction(answer="Eiffel", difficulty="easy")) == pytest.approx((2 / 3 + 1) / 2)
     # Under a trace (bootstrapping demos) a metric answers pass/fail at its threshold.
     assert f1(gold, dspy.Prediction(answer="Eiffel", difficulty="hard"), trace=[]) is False
     emb = make_metric("embedding", fields=["answer"], inputs=["question"])
@@ -190,3 +191,6 @@ def test_import_checks_rows_and_freezes_them(tmp_path):
         assert [tuple(r) for r in rows] == [("human", "test", 1)]
         with pytest.raises(SynthbootError, match="already imported into another split"):
             import_examples(store, spec, good, "train")
+    assert main(["import", str(tmp_path / "run"), str(good), "--as", "test"]) == 0
+    assert main(["import", str(tmp_path / "run"), str(bad), "--as", "dev"]) == 2
+    assert main(["grow", str(tmp_path / "run")]) == 2  # no optimize run to grow from

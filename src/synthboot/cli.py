@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import traceback
@@ -45,7 +46,10 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     spec_obj = load_spec(spec)
     budget_obj = parse_budget(budget) if budget else None
     _context["run_dir"] = out_dir
-    _context["resume"] = f"synthboot run {spec} --out {out_dir}" + (f" --limit {limit}" if limit else "")
+    # The command exactly as given (its --lm, --api-base, --limit...): running it again resumes.
+    argv = _context.get("argv")
+    _context["resume"] = ("synthboot " + shlex.join(map(str, argv)) if argv else
+                          f"synthboot run {spec} --out {out_dir}" + (f" --limit {limit}" if limit else ""))
     with progress_printer(err) as progress:
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
                               concurrency=concurrency, progress=progress, engine=engine,
@@ -177,7 +181,11 @@ def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory.
                               optimizer_settings=parse_settings(settings, auto), metric=metric,
                               threshold=threshold, lm=lm, api_base=api_base, judge_lm=judge_lm, adapter=adapter,
                               num_threads=num_threads, test_file=str(test) if test else None)
-    report = run_optimize(run_dir, chosen, progress=lambda m: err.print(m, highlight=False, markup=False))
+    from synthboot.progress import progress_printer
+
+    with progress_printer(err) as counts:
+        report = run_optimize(run_dir, chosen, progress=lambda m: err.print(m, highlight=False, markup=False),
+                              counts=counts)
     print_optimize(out, report)
 
 
@@ -188,7 +196,7 @@ def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optim
                                                                    "(default: twice the dev failures).")) -> None:
     """Generate examples aimed at the optimized program's dev failures, filter them, re-optimize."""
     from synthboot.grow import run_grow
-    from synthboot.render_optimize import print_rounds
+    from synthboot.render_optimize import print_optimize, print_rounds
 
     _context["run_dir"] = run_dir
     result = run_grow(run_dir, rounds=rounds, per_round=per_round,
@@ -197,8 +205,10 @@ def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optim
         out.print(f"round {r.round}: {r.failures} dev failures, asked {r.asked}, generated {r.generated}, "
                   f"added {r.added or 'none'}" + (f", {r.test_near_duplicates} near test items!"
                                                    if r.test_near_duplicates else ""), highlight=False)
-    print_rounds(out, [result.baseline] + [r.report for r in result.rounds if r.report],
-                 {r.round: sum(r.added.values()) for r in result.rounds})
+    reports = [result.baseline] + [r.report for r in result.rounds if r.report]
+    if len(reports) > 1:
+        print_optimize(out, reports[-1])
+    print_rounds(out, reports, {r.round: sum(r.added.values()) for r in result.rounds})
     if result.stopped:
         out.print(f"stopped: {result.stopped}", highlight=False)
 
@@ -256,9 +266,13 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors are one line and exit 2; bugs exit 1 with the traceback in a log file."""
     signal.signal(signal.SIGTERM, _sigterm)
+    _context["argv"] = list(sys.argv[1:] if argv is None else argv)
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        code = app(args=argv, standalone_mode=False)
+        if code == 130:
+            # Click 8.2+ turns Ctrl-C (and our SIGTERM) into exit code 130 instead of raising it.
+            raise KeyboardInterrupt
+        return code if isinstance(code, int) else 0
     except SynthbootError as exc:
         # soft_wrap: one line whatever the terminal width (scripts and tests read it as one line).
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)

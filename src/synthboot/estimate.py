@@ -9,6 +9,7 @@ earlier run's stored calls when one is given (`measured_from`), else sized from 
 
 from __future__ import annotations
 
+import atexit
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -76,7 +77,10 @@ def _local_tokenizer(model: str):
 
     # The vocabulary alone loads in a fraction of a second; llama.cpp warns about the context on stderr.
     with suppress_stdout_stderr(disable=False):
-        return Llama(model_path=str(resolve_model_path(model)), vocab_only=True, verbose=False)
+        llama = Llama(model_path=str(resolve_model_path(model)), vocab_only=True, verbose=False)
+    # Freed while llama.cpp is still loaded: at interpreter teardown its bindings are gone.
+    atexit.register(llama.close)
+    return llama
 
 
 def count_tokens(lm: str, text: str) -> int:

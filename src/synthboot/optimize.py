@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,7 +84,7 @@ class OptimizeReport:
     run_id: int
     round: int
     settings: dict[str, Any]
-    program_path: str | None
+    program_path: str | None  # relative to the run directory: a run stays whole when moved
     scores: dict[tuple[str, str], Score] = field(default_factory=dict)  # (split, baseline|optimized|gain)
     phases: list[PhaseStats] = field(default_factory=list)
     status: str = "done"
@@ -123,10 +124,12 @@ def freeze_test(store: Store) -> int:
 
 
 def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Callable[[str], None] | None = None,
-                 *, student: dspy.LM | None = None, judge: dspy.LM | None = None) -> OptimizeReport:
+                 *, student: dspy.LM | None = None, judge: dspy.LM | None = None,
+                 counts: Callable[[str, int, int], None] | None = None) -> OptimizeReport:
     """Run the protocol on a finished run; results go into the run store. See the module docstring.
 
     `student` and `judge` override `settings.lm` and `settings.judge_lm` with configured `dspy.LM`s.
+    `counts(stage, done, total)` follows each evaluation example by example (a progress bar).
     """
     say = progress or (lambda message: None)
     with Store(run_dir, lock=True) as store:
@@ -143,15 +146,18 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
         freeze_test(store)  # before any optimizer sees data
         program = load_program(settings.program, schema, settings.module)
         sets = load_sets(store)
+        # The data's growth round: the latest round any train/dev example came from.
+        rounds = [c.round for c in store.candidates(ids=[i.candidate_id for n in ("train", "dev") for i in sets[n]])]
+        settings = replace(settings, round=max([settings.round, *rounds]))
         for name in ("train", "dev"):
             if not sets[name]:
                 raise SynthbootError(f"the run has no {name} examples; generate more (synthboot run ... --limit N)")
-        return _run_protocol(store, spec, schema, program, sets, settings, say, student, judge)
+        return _run_protocol(store, spec, schema, program, sets, settings, say, student, judge, counts)
 
 
 def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program, sets: dict[str, list[Item]],
                   settings: OptimizeSettings, say: Callable[[str], None], student: dspy.LM | None,
-                  judge: dspy.LM | None) -> OptimizeReport:
+                  judge: dspy.LM | None, counts: Callable[[str, int, int], None] | None = None) -> OptimizeReport:
     if student is not None:
         settings = replace(settings, lm=student.model)
     student = student or make_lm(settings.lm, api_base=settings.api_base, max_tokens=settings.max_tokens)
@@ -180,7 +186,8 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
         with store_as_lm_cache(store) as cache, dspy.context(lm=student, **({"adapter": adapter} if adapter else {})):
             with _phase(store, cache, report, "baseline"):
                 say(f"baseline on dev ({len(sets['dev'])} examples)")
-                evaluations["dev", "baseline"] = _evaluate(program.module, examples["dev"], metric, settings)
+                evaluations["dev", "baseline"] = _evaluate(program.module, examples["dev"], metric, settings,
+                                                           _counter(counts, "optimize: baseline on dev"))
             with _phase(store, cache, report, "compile"):
                 say(f"compile: {settings.optimizer} on train ({len(sets['train'])} examples"
                     + (f", dev as valset)" if use_valset else ")"))
@@ -191,16 +198,18 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
             path = Path(store.run_dir) / "programs" / f"optimized-{key}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             optimized.save(str(path))
-            report.program_path = str(path)
+            report.program_path = str(path.relative_to(store.run_dir))
             with _phase(store, cache, report, "optimized"):
                 say("optimized on dev")
-                evaluations["dev", "optimized"] = _evaluate(optimized, examples["dev"], metric, settings)
+                evaluations["dev", "optimized"] = _evaluate(optimized, examples["dev"], metric, settings,
+                                                            _counter(counts, "optimize: optimized on dev"))
             with _phase(store, cache, report, "test"):
                 for split in ("test", "real_test"):
                     if examples[split]:
                         say(f"final: baseline and optimized on {split} ({len(examples[split])} examples)")
                         for name, module in (("baseline", program.module), ("optimized", optimized)):
-                            evaluations[split, name] = _evaluate(module, examples[split], metric, settings)
+                            evaluations[split, name] = _evaluate(module, examples[split], metric, settings,
+                                                                 _counter(counts, f"optimize: {name} on {split}"))
     except BaseException as exc:
         with store.transaction() as conn:
             conn.execute("UPDATE optimize_runs SET status = 'failed', error = ? WHERE id = ?",
@@ -237,10 +246,35 @@ def _example(fields: dict[str, Any], inputs: list[str]) -> dspy.Example:
 
 
 def _evaluate(module: dspy.Module, examples: list[dspy.Example], metric: Callable,
-              settings: OptimizeSettings) -> dspy.Prediction:
+              settings: OptimizeSettings, on_progress: Callable[[int, int], None] | None = None) -> dspy.Prediction:
+    if on_progress is not None:
+        metric = _counted(metric, len(examples), on_progress)
     evaluate = dspy.Evaluate(devset=examples, metric=metric, num_threads=settings.num_threads,
                              display_progress=False, max_errors=len(examples) + 1, provide_traceback=False)
-    return evaluate(module)
+    result = evaluate(module)
+    if on_progress is not None:
+        on_progress(len(examples), len(examples))  # examples whose program failed never reach the metric
+    return result
+
+
+def _counter(counts: Callable[[str, int, int], None] | None, stage: str) -> Callable[[int, int], None] | None:
+    return None if counts is None else (lambda done, total: counts(stage, done, total))
+
+
+def _counted(metric: Callable, total: int, on_progress: Callable[[int, int], None]) -> Callable:
+    """The metric, reporting (scored, total) after each example it scores."""
+    lock, done = threading.Lock(), [0]
+    on_progress(0, total)
+
+    def metric_counting(example, prediction, trace=None):
+        try:
+            return metric(example, prediction, trace)
+        finally:
+            with lock:
+                done[0] += 1
+                on_progress(min(done[0], total), total)
+
+    return metric_counting
 
 
 @contextmanager
@@ -335,5 +369,5 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
         schema = TaskSchema.from_spec(Spec.model_validate(store.latest_spec()))
     s = report.settings
     program = load_program(s["program"], schema, s["module"])
-    program.module.load(report.program_path)
+    program.module.load(str(Path(run_dir) / report.program_path))
     return program.module

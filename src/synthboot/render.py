@@ -85,4 +85,4 @@ def print_status(console: Console, status: RunStatus) -> None:
 
         print_optimize(console, status.optimization[-1])
         if len({r.round for r in status.optimization}) > 1:
-            print_rounds(console, status.optimization)
+            print_rounds(console, status.optimization, title="optimize runs")

@@ -7,14 +7,14 @@ from rich.table import Table
 
 from synthboot.optimize import OptimizeReport, Score
 
-SPLIT_LABELS = {"dev": "dev (synthetic)", "test": "test (synthetic)", "real_test": "test (real, human)"}
+SPLIT_LABELS = {"dev": "dev", "test": "test", "real_test": "real test"}  # real: human-labeled rows
 
 
 def _pct(score: Score | None, signed: bool = False) -> str:
     if score is None:
         return "-"
     sign = "+" if signed else ""
-    return f"{score.mean * 100:{sign}.1f} [{score.low * 100:.1f}, {score.high * 100:.1f}]"
+    return f"{score.mean * 100:{sign}.1f} [{score.low * 100:.1f},{score.high * 100:.1f}]"
 
 
 def print_optimize(console: Console, report: OptimizeReport) -> None:
@@ -22,7 +22,7 @@ def print_optimize(console: Console, report: OptimizeReport) -> None:
     scores = Table(title=f"optimize: {s['program']} ({s['module']}), {s['optimizer']}, metric {s['metric']}, "
                          f"student {s['lm']} (round {report.round})", show_header=True)
     for col in ("split", "n", "baseline", "optimized", "gain [95% CI]"):
-        scores.add_column(col, justify="left" if col == "split" else "right")
+        scores.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
     for split, label in SPLIT_LABELS.items():
         base, opt = report.scores.get((split, "baseline")), report.scores.get((split, "optimized"))
         if base is None and opt is None:
@@ -40,19 +40,24 @@ def print_optimize(console: Console, report: OptimizeReport) -> None:
                        f"{p.seconds:.1f}")
     console.print(phases)
     if report.program_path:
-        console.print(f"optimized program: {report.program_path}", highlight=False)
+        console.print(f"optimized program (in the run directory): {report.program_path}", highlight=False)
 
 
-def print_rounds(console: Console, reports: list[OptimizeReport], added: dict[int, int] | None = None) -> None:
-    """Round over round: data size, dev and test scores of each growth round's optimized program."""
-    table = Table(title="growth rounds", show_header=True)
-    for col in ("round", "train", "dev", "added", "dev baseline", "dev optimized", "test optimized",
-                "real test optimized", "calls made"):
-        table.add_column(col, justify="right")
+def print_rounds(console: Console, reports: list[OptimizeReport], added: dict[int, int] | None = None,
+                 title: str = "growth rounds") -> None:
+    """Round over round: data size and the mean scores (%) of each round's baseline -> optimized program."""
+    table = Table(title=f"{title} (mean %, baseline→optimized)", show_header=True)
+    for col in ("round", "train/dev/test", "new", "dev", "test", "real test", "calls"):
+        table.add_column(col, justify="right", no_wrap=True)
+
+    def change(report: OptimizeReport, split: str) -> str:
+        base, opt = report.scores.get((split, "baseline")), report.scores.get((split, "optimized"))
+        return "-" if base is None or opt is None else f"{base.mean * 100:.1f}→{opt.mean * 100:.1f}"
+
     for r in reports:
+        test = r.scores.get(("test", "optimized"))
         data = r.settings.get("data", {})
-        table.add_row(str(r.round), str(len(data.get("train", []))), str(len(data.get("dev", []))),
-                      str((added or {}).get(r.round, "-")), _pct(r.scores.get(("dev", "baseline"))),
-                      _pct(r.scores.get(("dev", "optimized"))), _pct(r.scores.get(("test", "optimized"))),
-                      _pct(r.scores.get(("real_test", "optimized"))), str(sum(p.calls_made for p in r.phases)))
+        table.add_row(str(r.round), f"{len(data.get('train', []))}/{len(data.get('dev', []))}/{test.n if test else 0}",
+                      str((added or {}).get(r.round, "-")), change(r, "dev"), change(r, "test"),
+                      change(r, "real_test"), str(sum(p.calls_made for p in r.phases)))
     console.print(table)

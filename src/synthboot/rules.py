@@ -23,11 +23,24 @@ Check = Callable[[dict[str, Any], RuleSpec, TaskSchema], str | None]
 # Template and filler text a generator leaves behind instead of content.
 _PLACEHOLDER = re.compile(
     r"\[(?:insert|your|placeholder|question|answer|topic|name|example)[^\]]*\]|<(?:insert|your|placeholder)[^>]*>"
-    r"|\{\{[^}]*\}\}|lorem ipsum|\bTODO\b|\bTBD\b|\bXXX+\b|^\s*\.\.\.\s*$|^\s*(?:n/?a|none|null|string|text)\s*$",
+    # TODO/TBD/XXX only in capitals: "a todo list app" is content.
+    r"|\{\{[^}]*\}\}|lorem ipsum|(?-i:\bTODO\b|\bTBD\b|\bXXX+\b)|^\s*\.\.\.\s*$"
+    r"|^\s*(?:n/?a|none|null|string|text)\s*$",
     re.IGNORECASE)
-_EN_STOPWORDS = frozenset(
-    "the a an is are was were be to of and or in on for with what how why which that this it as by from "
-    "does do can not when where who you your its at if".split())
+# The commonest function words of a few Latin-script languages: enough to tell them apart in a
+# sentence or two (the `language` rule).
+_STOPWORDS = {
+    "en": frozenset("the a an is are was were be to of and or in on for with what how why which that this it as by "
+                    "from does do can not when where who you your its at if".split()),
+    "es": frozenset("el la los las un una es son de del y o en con para por que qué cómo como se su sus al lo "
+                    "sobre cada".split()),
+    "fr": frozenset("le la les un une est sont de du des et ou en dans avec pour par que qui quoi comment se sa son "
+                    "ses au aux ce cette".split()),
+    "de": frozenset("der die das ein eine ist sind und oder in mit für von zu was wie warum nicht den dem des sich "
+                    "auf ich sie es".split()),
+    "it": frozenset("il lo la gli le un una è sono di del della e o in con per che cosa come non si suo sua al".split()),
+    "pt": frozenset("o a os as um uma é são de do da e ou em com para por que como não se seu sua ao no na".split()),
+}
 
 
 def _text(example: dict[str, Any], name: str | None) -> str:
@@ -97,22 +110,24 @@ def placeholder(example, rule, schema):
 
 
 def language(example, rule, schema):
-    """A heuristic English check: mostly Latin letters and some common English words.
+    """The text is in one of the allowed languages (`values`, default [en]).
 
-    Only English (`values: [en]`, the default) is known; other languages pass unchecked.
+    A heuristic: non-Latin script is not one of these languages; otherwise the language whose
+    common function words the text uses most (en, es, fr, de, it, pt). Short texts pass.
     """
-    if (rule.values or ["en"])[0] != "en":
-        return None
+    allowed = rule.values or ["en"]
     for name in [rule.field] if rule.field else [n for n in schema.names if n not in schema.enum_fields()]:
         text = _text(example, name)
         letters = [ch for ch in text if ch.isalpha()]
-        words = re.findall(r"[A-Za-z']+", text.lower())
         if len(letters) < 20:
             continue
-        latin = sum(ch.isascii() for ch in letters) / len(letters)
-        stop = sum(w in _EN_STOPWORDS for w in words) / max(1, len(words))
-        if latin < 0.9 or (len(words) >= 8 and stop < 0.05):
-            return f"{name} does not look like English"
+        if sum(ch.isascii() or "\u00c0" <= ch <= "\u024f" for ch in letters) / len(letters) < 0.9:
+            return f"{name} is not in Latin script, so not {'/'.join(allowed)}"
+        words = re.findall(r"[^\W\d_]+", text.lower())
+        votes = {lang: sum(w in stop for w in words) for lang, stop in _STOPWORDS.items()}
+        best = max(votes, key=votes.get)
+        if votes[best] >= 2 and best not in allowed and votes[best] > max(votes.get(a, 0) for a in allowed):
+            return f"{name} looks like {best}, not {'/'.join(allowed)}"
     return None
 
 
@@ -139,6 +154,9 @@ def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleS
                     re.compile(rule.pattern or "")
                 except re.error as exc:
                     raise SpecError(f"invalid regular expression: {exc}", field=f"{where}.pattern") from None
+            if rule.check == "enum" and not rule.values and rule.field not in schema.enum_fields():
+                raise SpecError(f"{rule.field!r} is not an enum field: give the allowed `values`",
+                                field=f"{where}.values")
             if rule.check == "banned_phrases" and not rule.phrases:
                 raise SpecError("check 'banned_phrases' needs `phrases`", field=f"{where}.phrases")
             check = BUILTIN[rule.check]
@@ -155,7 +173,10 @@ def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleS
 
 
 def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None:
-    outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
+    try:
+        outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
+    except Exception as exc:  # the user's rule failing on an example rejects it, with the error as detail
+        return f"{rule.check} raised {type(exc).__name__}: {exc}"
     if outcome is True or outcome is None:
         return None
     return outcome if isinstance(outcome, str) else f"{rule.check} returned {outcome!r}"

@@ -136,6 +136,8 @@ class DiversitySpec(_Strict):
     near_seed_threshold: float = Field(0.8, gt=0, le=1)  # cosine above which an example "copies" a seed
     max_near_seed_rate: float = Field(0.3, ge=0, le=1)
     max_divergence: float = Field(0.25, ge=0, le=1)  # total variation distance from a target before warning
+    # Embedding metrics (nearest-neighbour distance, seed copying); default: when semantic dedup is on.
+    embeddings: bool | None = None
 
 
 class TopUpSpec(_Strict):

@@ -16,6 +16,7 @@ Faults are scripted per request, in arrival order (a list of names, or a functio
 request is answered normally. Fault names (an optional parameter after a colon):
 
     ok               a normal reply
+    401              HTTP 401 whose message quotes the API key back, as providers do
     429[:S]          HTTP 429, with `Retry-After: S` when S is given
     500, 502, 503    HTTP errors with a JSON error body
     hang[:S]         read the request, answer nothing for S seconds (default 60), then close
@@ -47,7 +48,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("ok", "429", "500", "502", "503", "hang", "close", "truncated", "wrong_shape", "bad_content", "empty",
+FAULTS = ("ok", "401", "429", "500", "502", "503", "hang", "close", "truncated", "wrong_shape", "bad_content", "empty",
           "drip")
 
 Script = Sequence[str] | Callable[[int, dict], "str | None"] | None
@@ -256,6 +257,13 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 record.status = status
                 self._send_json(status, {"error": {"message": f"injected {name}", "type": kind, "code": kind}},
                                 headers)
+                return
+            if name == "401":
+                key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                record.status = 401
+                self._send_json(401, {"error": {"message": f"Incorrect API key provided: {key}. You can find your "
+                                                           "API key at https://example.invalid/keys.",
+                                                "type": "invalid_request_error", "code": "invalid_api_key"}})
                 return
             if name == "hang":
                 server.wait(float(param or server.hang_s))

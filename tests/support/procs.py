@@ -28,6 +28,7 @@ topics: [rivers, coasts, mountains, lakes, glaciers]
 generate: {per_topic: PER_TOPIC, per_call: 2, max_tokens: 400, concurrency: 2}
 rules:
   - {name: answer_too_short, check: min_length, field: answer, value: 10}
+dedup: {semantic: false}
 judge: {enabled: true}
 split: {train: 0.2, dev: 0.6, test: 0.2, seed: 42}
 """

@@ -185,8 +185,8 @@ class RayEngine:
             lm = self._on_cluster(lm, spec.judge, default=spec.generate)
         return judge_stage.run_judge(store, spec, lm, upstream_hash, **kwargs)
 
-    def run_validate(self, store, spec: Spec, upstream_hash: str = ""):
-        return validate_stage.run_validate(store, spec, upstream_hash, decide=self._decide_on_cluster)
+    def run_validate(self, store, spec: Spec, upstream_hash: str = "", **kwargs):
+        return validate_stage.run_validate(store, spec, upstream_hash, decide=self._decide_on_cluster, **kwargs)
 
     def run_dedup(self, store, spec: Spec, upstream_hash: str, **kwargs):
         self.connect()

@@ -11,6 +11,7 @@ import html
 from collections import Counter
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from synthboot.report.data import ReportData, Row, main_field
@@ -18,6 +19,7 @@ from synthboot.report.data import ReportData, Row, main_field
 LAYOUT = dict(template="plotly_white", height=360, margin=dict(l=60, r=20, t=50, b=50))
 OUTCOME_SYMBOLS = {"kept": "circle", "dedup": "x", "pending": "square-open", "seed": "star"}
 REJECTED_SYMBOL = "diamond-open"
+TOPIC_COLOURS = plotly.colors.qualitative.Dark24  # one colour per topic, whatever the outcome
 
 
 def esc(value: object, limit: int | None = None) -> str:
@@ -79,7 +81,7 @@ def embedding_map(data: ReportData, vectors: np.ndarray, rows: list[Row]) -> go.
                 x=xy[idx, 0], y=xy[idx, 1], mode="markers", legendgroup=esc(topic),
                 name=f"{esc(topic)} · {outcome_group}",
                 marker=dict(size=9, symbol=OUTCOME_SYMBOLS.get(outcome_group, REJECTED_SYMBOL),
-                            color=topics.index(topic), colorscale="Turbo", cmin=0, cmax=max(1, len(topics) - 1)),
+                            color=TOPIC_COLOURS[topics.index(topic) % len(TOPIC_COLOURS)]),
                 text=[_hover(data, rows[i]) for i in idx], hovertemplate="%{text}<extra></extra>"))
     return fig.update_layout(title="Examples by meaning (PCA of sentence embeddings)",
                              **{**LAYOUT, "height": 520}, xaxis_title="PC 1", yaxis_title="PC 2")

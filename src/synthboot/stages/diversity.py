@@ -160,7 +160,8 @@ def _kept_key(examples: list[Candidate]) -> str:
 def record(store, spec: Spec, examples: list[Candidate]) -> DiversityReport:
     """Measure with embeddings and store the embedding metrics, so `status` shows them without a model."""
     seeds = [c.fields for c in store.candidates(origin="seed") if c.fields]
-    report = measure(examples, spec, seeds=seeds, embeddings=bool(examples))
+    wanted = spec.diversity.embeddings if spec.diversity.embeddings is not None else spec.dedup.semantic.enabled
+    report = measure(examples, spec, seeds=seeds, embeddings=bool(examples) and wanted)
     store.set_meta(META_KEY, {"kept": _kept_key(examples), **{k: getattr(report, k) for k in _EMBEDDING_METRICS}})
     return report
 
