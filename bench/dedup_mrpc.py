@@ -42,8 +42,8 @@ def jaccard(a: set, b: set) -> float:
 
 def minhash_estimate(left: list[str], right: list[str], unit: str, n: int) -> np.ndarray:
     layer = MinHashLayer(0.5, 128, unit, n)
-    sig, _ = layer.signatures([shingles(t, unit, n) for t in left + right])
-    return (sig[: len(left)] == sig[len(left):]).mean(axis=1)
+    sig = layer.signatures(layer.shingle_matrix(left + right))  # num_perm x texts
+    return (sig[:, : len(left)] == sig[:, len(left):]).mean(axis=0)
 
 
 def report(name: str, scores: np.ndarray, labels: np.ndarray, default: float | None) -> dict:

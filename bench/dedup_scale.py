@@ -59,11 +59,17 @@ def rows(n: int, seed: int = 0) -> list[str]:
 
 
 def run_mode(mode: str, n: int, cpus: int) -> dict:
+    from types import SimpleNamespace
+
+    from datasketch.lsh import _optimal_param
+
     from synthboot.engines.ray_minhash import minhash_pairs
-    from synthboot.stages.dedup import MinHashLayer
 
     texts = rows(n)
-    layer = MinHashLayer(threshold=0.85, num_perm=128)
+    # Fixed here (not read from MinHashLayer's defaults) so both modes always use the same LSH.
+    bands, band_rows = _optimal_param(0.85, 128, 0.5, 0.5)
+    layer = SimpleNamespace(threshold=0.85, num_perm=128, bands=bands, rows=band_rows, seed=1, shingle="word",
+                            ngram=1, max_bucket=256)
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats: dict = {}
     if mode == "ray":
@@ -84,8 +90,7 @@ def run_mode(mode: str, n: int, cpus: int) -> dict:
         import ray
 
         result.update({"ray_startup_s": round(startup, 1), "worker_peak_mb": round(stats["worker_peak_mb"]),
-                       "workers_cpus": cpus, "blocks": stats["blocks"], "partitions": stats["partitions"],
-                       "object_store_used_mb": round((ray.available_resources().get("object_store_memory", 0)) / 2**20)})
+                       "workers_cpus": cpus, "blocks": stats["blocks"], "partitions": stats["partitions"]})
         ray.shutdown()
     return result
 

@@ -56,6 +56,9 @@ def test_retry_after_is_honoured_and_recorded(tmp_path):
     (retry_after, delay, retried, status), = rows(tmp_path / "run", "SELECT retry_after, delay_s, retried, status "
                                                                    "FROM lm_attempt_failures")
     assert retry_after == 1.0 and delay >= 1.0 and retried == 1 and status == 429
+    from synthboot.status import run_status
+
+    assert run_status(tmp_path / "run").calls.retried_attempts == 1  # `synthboot status` shows it
 
 
 def test_cli_stops_with_one_line_when_the_server_is_down(tmp_path):

@@ -20,6 +20,7 @@ from synthboot.store import Store  # noqa: E402
 from synthboot.status import kept_candidates  # noqa: E402
 
 from .conftest import SHARED  # noqa: E402
+from .support.openai_server import serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,28 @@ def test_ray_engine_matches_the_local_engine(ray_cluster, tiny_run, tiny_spec_pa
 
     again = synthboot.run(tiny_spec_path, tmp_path / "ray", engine="ray")
     assert again.lm_calls_made == 0  # resume and re-runs read the store on the driver, as locally
+
+
+def test_remote_lm_with_judge_on_ray_matches_local(ray_cluster, tiny_spec_path, tmp_path):
+    """A remote (loopback) generator and judge: calls made by Ray tasks, limits and retries on the
+    driver, the same decisions as the local engine, and each request sent once."""
+    # The semantic dedup layer is off here: dedup on Ray is the first test's; this one is about calls.
+    spec = synthboot.load_spec(tiny_spec_path, overrides={"generate.per_topic": 4, "judge.enabled": True,
+                                                          "generate.requests_per_minute": 6000,
+                                                          "dedup.semantic.enabled": False})
+    runs = {}
+    for engine in ("local", "ray"):
+        with serve(script=["429:0.2", "503"]) as url:
+            result = synthboot.run(spec, tmp_path / engine, lm="openai/fake", api_base=url, engine=engine,
+                                   concurrency=3)
+            runs[engine] = (result, url.server.count(), {r.fingerprint for r in url.server.answered()})
+    (local, local_requests, local_prints), (remote, ray_requests, ray_prints) = runs["local"], runs["ray"]
+    assert remote.generate.tasks_failed == 0 and remote.lm_calls_made == local.lm_calls_made > 4
+    assert ray_requests == local_requests == local.lm_calls_made + 2  # every call once, plus the two faults
+    assert ray_prints == local_prints  # the very same requests reached the server
+    assert _decisions(tmp_path / "ray") == _decisions(tmp_path / "local")
+    with Store(tmp_path / "ray") as store:
+        assert store.query("SELECT COUNT(*) FROM lm_calls WHERE purpose = 'judge'")[0][0] > 0
 
 
 def test_lm_calls_really_run_on_workers(ray_cluster):

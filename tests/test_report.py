@@ -46,6 +46,14 @@ def test_report_renders_charts_and_escapes_planted_payloads(tiny_run, copy_run, 
         # Search narrows the table to the planted rows.
         w.page.fill("#search", "window.__xss = 1")
         assert w.page.locator("#candidates tbody tr:not([hidden])").count() == 1
+        w.page.fill("#search", "")
+        ids = "rows => rows.map(r => Number(r.cells[0].textContent))"
+        header = w.page.locator("#candidates thead th").first
+        header.click()
+        ascending = w.page.eval_on_selector_all("#candidates tbody tr", ids)
+        header.click()
+        assert ascending == sorted(ascending) and len(ascending) > 3
+        assert w.page.eval_on_selector_all("#candidates tbody tr", ids) == sorted(ascending, reverse=True)
         screenshot(w, "report.png")
         assert w.page.evaluate("window.__xss") is None
         assert w.page.evaluate("document.querySelectorAll('img, svg[onload]').length") == 0

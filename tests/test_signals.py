@@ -115,3 +115,21 @@ def test_disk_full_on_a_real_tmpfs(tmp_path):
         assert len(candidates_by_slot(run_dir)) == 200
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_ctrl_c_does_not_wait_for_hung_calls(tmp_path):
+    """Both workers are stuck on a server that never answers: Ctrl-C still stops at once."""
+    spec = loopback_spec(tmp_path / "spec.yaml", per_topic=4)
+    run_dir = tmp_path / "run"
+    with serve(script=lambda n, body: "hang:60") as url:
+        proc = start(run_args(spec, run_dir, url))
+        assert wait_for(lambda: url.server.count() >= 2, 120, proc)
+        sent = time.monotonic()
+        code, _, err = stop(proc, signal.SIGINT)
+        assert code == 130 and "resume with:" in err.strip().splitlines()[-1], err
+        assert time.monotonic() - sent < 5
+        assert integrity(run_dir) == "ok"
+        url.server.set_script(None)
+        resumed = run(run_args(spec, run_dir, url))
+        assert resumed.returncode == 0, resumed.stderr
+    assert len(candidates_by_slot(run_dir)) == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
@@ -281,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         resume = _context.get("resume")
         err.print("stopped; everything finished so far is in the store" +
                   (f"; resume with: {resume}" if resume else ""), markup=False, highlight=False, soft_wrap=True)
+        if argv is None:
+            # The program itself (not a caller in Python): exit now rather than join worker threads
+            # still waiting on an LM call; the store is already closed and consistent.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except typer.Exit as exc:
         return exc.exit_code

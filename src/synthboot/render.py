@@ -49,6 +49,7 @@ def print_status(console: Console, status: RunStatus) -> None:
     console.print(f"LM calls stored: {c.calls} ({', '.join(f'{k} {v}' for k, v in c.by_purpose.items()) or 'none'}); "
                   f"tokens: {c.prompt_tokens} prompt + {c.completion_tokens} completion; "
                   f"LM time {c.latency_s:.1f}s; cost ${c.cost:.4f}; failed calls {c.failures}"
+                  + (f"; retried attempts {c.retried_attempts}" if c.retried_attempts else "")
                   + (f"; failed generation tasks {status.tasks_failed}" if status.tasks_failed else ""),
                   highlight=False)
 

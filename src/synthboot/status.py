@@ -37,6 +37,7 @@ class CallStats:
     latency_s: float = 0.0
     cost: float = 0.0
     failures: int = 0
+    retried_attempts: int = 0  # failed attempts that were retried (synthboot.lm.failures)
     by_purpose: dict[str, int] = field(default_factory=dict)
 
 
@@ -141,6 +142,7 @@ def _call_stats(store: Store) -> CallStats:
                       " COALESCE(SUM(latency_s),0), COALESCE(SUM(cost),0) FROM lm_calls")[0]
     stats = CallStats(calls=row[0], prompt_tokens=row[1], completion_tokens=row[2], latency_s=row[3], cost=row[4])
     stats.failures = store.query("SELECT COUNT(*) FROM lm_failures")[0][0]
+    stats.retried_attempts = store.query("SELECT COUNT(*) FROM lm_attempt_failures WHERE retried = 1")[0][0]
     stats.by_purpose = {r[0] or "other": r[1] for r in
                         store.query("SELECT purpose, COUNT(*) FROM lm_calls GROUP BY purpose")}
     return stats

@@ -187,7 +187,9 @@ class Store:
         self._lock_file.flush()
 
     def close(self) -> None:
-        self._conn.close()
+        # Under the write lock: a worker still finishing a transaction (after Ctrl-C) commits first.
+        with self._write_lock:
+            self._conn.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

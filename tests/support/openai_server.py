@@ -226,6 +226,12 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
         def do_POST(self) -> None:
+            try:
+                self._post()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away (its timeout, or a killed process): nothing to answer
+
+        def _post(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             try:
@@ -243,10 +249,7 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return
             if server.delay_s and server.wait(server.delay_s):
                 return
-            try:
-                self._fault(record, body)
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the client gave up (its timeout): the reply was not delivered
+            self._fault(record, body)
 
         def _fault(self, record: RecordedRequest, body: dict[str, Any]) -> None:
             name, _, param = record.fault.partition(":")

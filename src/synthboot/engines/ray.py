@@ -170,7 +170,8 @@ class RayEngine:
             engine = RayCallEngine(recipe, local_twin.engine)  # capabilities of the llama.cpp engine
             return dspy.LM(local_twin.model, engine=engine, temperature=temperature, max_tokens=max_tokens,
                            num_retries=0)
-        recipe = LMRecipe(name, api_base, limits.timeout_s)
+        # A plain str: the recipe is pickled into every task (a str subclass may carry unpicklable state).
+        recipe = LMRecipe(name, None if api_base is None else str(api_base), limits.timeout_s)
         remote = dspy.LM(name, engine=RayCallEngine(recipe, local_twin), num_retries=0, cache=False)
         # Limits and retries on the driver: one budget for the whole cluster.
         limited = LimitedEngine(remote, limiter_for(name, api_base, limits))
@@ -216,9 +217,15 @@ class RayEngine:
         if not candidates:
             return []
         remote = ray.remote(num_cpus=1)(validate_stage.decide_all)
-        spec_ref = ray.put(spec)
+        spec_ref = ray.put(portable(spec))
         chunks = [candidates[i:i + VALIDATE_CHUNK] for i in range(0, len(candidates), VALIDATE_CHUNK)]
         return [d for chunk in ray.get([remote.remote(spec_ref, c) for c in chunks]) for d in chunk]
+
+
+def portable(spec: Spec) -> Spec:
+    """The spec rebuilt from its JSON: plain values only (an `api_base` given as a str subclass
+    carrying a live server, say, would not pickle into a task)."""
+    return Spec.model_validate({**spec.model_dump(mode="json", by_alias=True), "base_dir": spec.base_dir})
 
 
 def _reaches_cluster(lm: dspy.LM) -> bool:

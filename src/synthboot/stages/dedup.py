@@ -140,7 +140,7 @@ class WordOverlapLayer:
         return out
 
 
-def lsh_params(threshold: float, num_perm: int, recall: float = 0.99) -> tuple[int, int]:
+def lsh_params(threshold: float, num_perm: int, recall: float = 0.98) -> tuple[int, int]:
     """(bands, rows): the most rows per band (fewest false candidates) that still make a pair at
     exactly the threshold share a bucket with probability >= `recall`.
 
@@ -162,8 +162,8 @@ class MinHashLayer:
     universal hashes (a*x + b mod p); a text's signature is their minimum (np.minimum.reduceat,
     one permutation per call, on two threads). One-permutation hashing with densification was
     tried instead: no faster here once densified, and its correlated bins tripled the candidates.
-    Bands and rows come from datasketch's optimiser for the threshold. Texts that share a band
-    bucket are candidates; each candidate pair's exact Jaccard (sparse matrix products) decides,
+    Bands and rows come from `lsh_params` (98% of pairs at the threshold collide). Texts that
+    share a band bucket are candidates; each candidate pair's exact Jaccard (sparse matrix products) decides,
     so precision is exact and recall is LSH's.
     """
 
@@ -245,12 +245,25 @@ class MinHashLayer:
         return np.stack([unique // n, unique % n], axis=1)
 
     def links(self, texts: Sequence[str]) -> Links:
+        import time
+
+        clock = [time.perf_counter()]
+        self.timings: dict[str, float] = {}  # seconds per phase of the last call, for benchmarks
+
+        def lap(name: str) -> None:
+            clock.append(time.perf_counter())
+            self.timings[name] = round(clock[-1] - clock[-2], 3)
+
         matrix = self.shingle_matrix(texts)
+        lap("shingles")
         if len(texts) < 2:
             return Links.empty(len(texts))
         sig = self.signatures(matrix)
+        lap("signatures")
         nonempty = np.flatnonzero(np.diff(matrix.indptr))
         pairs = self.candidate_pairs(sig, nonempty)
+        lap("buckets")
+        self.timings["candidates"] = len(pairs)
         # A cheap filter on the signatures first, with a generous margin for their noise.
         keep = np.zeros(len(pairs), dtype=bool)
         for lo in range(0, len(pairs), 200_000):
@@ -264,6 +277,7 @@ class MinHashLayer:
             inter = np.asarray(matrix[i].multiply(matrix[j]).sum(axis=1)).ravel()
             scores[lo:lo + 100_000] = inter / (sizes[i] + sizes[j] - inter)
         hit = scores >= self.threshold
+        lap("exact_jaccard")
         return Links.from_pairs(len(texts), pairs[hit, 0], pairs[hit, 1], scores[hit])
 
     def candidates(self, texts: Sequence[str]) -> Neighbours:

@@ -112,7 +112,8 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
 
     # Results land in the store as each task completes: a crash loses only the calls in flight.
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate")
+    try:
         pending: dict[Future, GenerationTask] = {}
         queue = list(reversed(todo))
         try:
@@ -150,6 +151,12 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
             for future in pending:
                 future.cancel()
             raise
+    except BaseException as exc:
+        # On Ctrl-C/SIGTERM do not wait for the calls in flight (a hung server, retries asleep, a
+        # slow local call): their replies would be lost anyway, and the user asked to stop now.
+        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
+        raise
+    pool.shutdown()
     if streak.tripped:
         raise streak.error(lm.model, spec.generate.api_base)
     return result

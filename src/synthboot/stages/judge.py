@@ -89,7 +89,8 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
                         {"reasoning": reasoning, "threshold": spec.judge.threshold}, score=score)
 
     done = 0
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="judge") as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="judge")
+    try:
         # Decisions are written in small batches as verdicts arrive: a crash keeps what was judged.
         batch: list[Decision] = []
         for decision in pool.map(one, todo):
@@ -108,6 +109,12 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
             if on_progress:
                 on_progress(done, len(todo))
         store.write_decisions(STAGE, stage_hash, batch)
+    except BaseException as exc:
+        # On Ctrl-C/SIGTERM drop the queued verdicts (pool.map queued them all) and do not wait for
+        # those in flight; the calls already answered are in the store, so nothing is paid twice.
+        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
+        raise
+    pool.shutdown()
     if fatal:
         raise fatal[0]
     if streak.tripped:
