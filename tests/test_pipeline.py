@@ -82,9 +82,9 @@ def test_new_threshold_refilters_without_generating(qa_spec, tmp_path):
 
 
 def test_unparseable_reply_is_a_reason_not_a_drop(qa_spec, tmp_path):
-    synthboot.run(qa_spec, tmp_path / "run", lm=scripted_lm(["Sorry, I cannot do that."]), limit=5)
+    synthboot.run(qa_spec, tmp_path / "run", lm=scripted_lm(["Sorry, I cannot do that."], cycle=True), limit=5)
     f = run_status(tmp_path / "run").funnel
-    assert f.generated == 1 and f.rejected["validate"]["parse_error"] == 1
+    assert f.generated == 5 and f.rejected["validate"]["parse_error"] == 5  # one per call, with its reply
 
 
 def test_classification_spec_needs_no_code_change(tmp_path):

@@ -13,11 +13,11 @@ import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import annotated_types
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from pydantic.fields import FieldInfo
 
 from synthboot.errors import SpecError
 from synthboot.spec import FieldSpec, Spec
@@ -108,8 +108,10 @@ class TaskSchema:
         fields: dict[str, Any] = {}
         for name, info in self.model.model_fields.items():
             bounded = any(getattr(m, "max_length", None) for m in info.metadata)
-            extra = {"max_length": max_string_length} if info.annotation is str and not bounded else {}
-            fields[name] = (info.annotation, FieldInfo.merge_field_infos(info, **extra))
+            annotation = info.annotation
+            if annotation is str and not bounded:
+                annotation = Annotated[str, annotated_types.MaxLen(max_string_length)]
+            fields[name] = (annotation, info)
         return create_model(self.model.__name__, __config__=ConfigDict(extra="forbid"), **fields)
 
     def check_spec(self, spec: Spec) -> None:
