@@ -120,7 +120,8 @@ def test_requests_per_minute_against_the_server(store_cache):
 def test_pipeline_under_faults_stores_every_task_once_and_reruns_with_zero_calls(tmp_path, tiny_spec_path):
     faults = lambda n, body: {0: "429:1", 1: "503", 3: "hang:3", 5: "500"}.get(n)  # noqa: E731
     spec = synthboot.load_spec(tiny_spec_path, overrides={"generate.per_topic": 6, "generate.timeout_s": 1.0,
-                                                          "generate.requests_per_minute": 6000})
+                                                          "generate.requests_per_minute": 6000,
+                                                          "dedup.semantic.enabled": False})
     with serve(script=faults) as url:
         result = synthboot.run(spec, tmp_path / "run", lm="openai/fake", api_base=url, concurrency=4)
         first = url.server.count()
@@ -136,6 +137,7 @@ def test_pipeline_under_faults_stores_every_task_once_and_reruns_with_zero_calls
 
 
 def test_cli_rate_flags(tmp_path, tiny_spec_path):
+    tiny_spec_path.write_text(tiny_spec_path.read_text() + "dedup: {semantic: false}\n")  # no embedder to load
     with serve() as url:
         code = main(["run", str(tiny_spec_path), "--out", str(tmp_path / "run"), "--lm", "openai/fake",
                      "--api-base", url, "--rpm", "600", "--tpm", "1000000", "--concurrency", "4"])
