@@ -15,6 +15,7 @@ from collections import Counter
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import LMProviderError, LMTransportError
 
 from synthboot.errors import LMUnavailableError
 from synthboot.lm.calls import StoreCache, _current_scope, _started
@@ -103,6 +104,10 @@ class FailureStreak:
         self._lock = threading.Lock()
 
     def failed(self, error: BaseException) -> None:
+        # Only what the server or the network did counts; an engine's own bug (LMUnexpectedError)
+        # fails its task alone, as before.
+        if not isinstance(error, (LMProviderError, LMTransportError)):
+            return
         with self._lock:
             self.count += 1
             self.last = error

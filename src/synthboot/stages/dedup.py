@@ -182,7 +182,7 @@ class MinHashLayer:
         self.bands, self.rows = lsh_params(threshold, num_perm)
 
     def shingle_matrix(self, texts: Sequence[str]):
-        """A binary CSR matrix, texts x distinct shingles (ids in order of first appearance), indices sorted."""
+        """A binary CSR matrix, texts x distinct shingles (ids in lexical order), indices sorted."""
         import itertools
 
         import pandas as pd
@@ -191,8 +191,11 @@ class MinHashLayer:
         sets = [shingles(t, self.shingle, self.ngram) for t in texts]
         lengths = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
         # One hash-table pass in C over every shingle: far cheaper than a Python dict per shingle.
+        # sort=True numbers shingles in lexical order, the same in every process: set iteration
+        # order follows Python's per-process string hashing, so first-seen ids (and so the
+        # permutations, and which pairs LSH finds) would change from run to run.
         codes, vocab = pd.factorize(np.fromiter(itertools.chain.from_iterable(sets), dtype=object,
-                                                count=int(lengths.sum())), sort=False)
+                                                count=int(lengths.sum())), sort=True)
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         matrix = csr_matrix((np.ones(len(codes), dtype=np.float32), codes.astype(np.int32), indptr),
                             shape=(len(texts), max(1, len(vocab))))
