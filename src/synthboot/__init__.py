@@ -6,10 +6,8 @@
     trainset = synthboot.load_split("runs/python-qa", "train")   # list[dspy.Example]
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
+from pathlib import Path as _Path
+from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
 from synthboot.spec import Spec, load_spec, parse_spec
@@ -25,32 +23,35 @@ __all__ = [
     "load_split",
     "parse_spec",
     "run",
-    "status",
+    "run_status",
 ]
 
 
-def run(spec: Spec | str | Path, out: str | Path, **kwargs: Any):
+def run(spec: Spec | str | _Path, out: str | _Path, **kwargs: _Any):
     """Run or resume the pipeline; `spec` is a Spec or a path to a YAML spec. See `pipeline.run`."""
     from synthboot.pipeline import run as _run
 
     return _run(spec if isinstance(spec, Spec) else load_spec(spec), out, **kwargs)
 
 
-def load_split(run_dir: str | Path, split: str) -> list:
+def load_split(run_dir: str | _Path, split: str) -> list:
     """A split ('train', 'dev' or 'test') as `dspy.Example`s with inputs set."""
     from synthboot.dataset import load_split as _load_split
 
     return _load_split(run_dir, split)
 
 
-def status(run_dir: str | Path):
-    """The run's funnel, calls and diversity (a `RunStatus`)."""
-    from synthboot.status import run_status
+def run_status(run_dir: str | _Path):
+    """The run's funnel, calls and diversity (a `RunStatus`).
 
-    return run_status(run_dir)
+    (Not `status`: that name is the `synthboot.status` module, which would shadow it on import.)
+    """
+    from synthboot.status import run_status as _run_status
+
+    return _run_status(run_dir)
 
 
-def export(run_dir: str | Path, fmt: str = "jsonl", to: str | Path | None = None) -> list[Path]:
+def export(run_dir: str | _Path, fmt: str = "jsonl", to: str | _Path | None = None) -> list[_Path]:
     """Write the splits as jsonl, parquet or a Hugging Face dataset."""
     from synthboot.dataset import export as _export
 
