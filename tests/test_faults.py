@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.faults import SCENARIOS, reference_run, run_scenario
 from tests.support.openai_server import serve
-from tests.support.procs import loopback_spec, rows, run, run_args
+from tests.support.procs import rows, run, run_args
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ and the similarity.
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from synthboot.errors import SynthbootError
+from synthboot.jsonl import read_jsonl
 from synthboot.spec import DedupSpec
 from synthboot.stages.dedup import LAYER_NAMES, ExactLayer, Layer, MinHashLayer, SemanticLayer, WordOverlapLayer, dedup_records
 
@@ -52,29 +52,6 @@ def make_file_layers(methods: list[str], fields: list[str], threshold: float | N
     if not layers:
         raise SynthbootError("no dedup method given")
     return layers
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except FileNotFoundError:
-        raise SynthbootError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SynthbootError(f"{path}: cannot read: {exc}") from None
-    rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SynthbootError(f"{path} line {n} is not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise SynthbootError(f"{path} line {n} is not a JSON object")
-        rows.append(row)
-    return rows
 
 
 def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods: list[str] | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 import pydantic
 
 from synthboot.errors import SynthbootError
+from synthboot.jsonl import numbered_rows
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.dedup import compare_text, normalize
@@ -39,20 +40,8 @@ class ImportResult:
 def read_examples(path: str | Path, schema: TaskSchema) -> list[dict[str, Any]]:
     """The rows of a JSONL file, checked against the task schema; errors name the line."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SynthbootError(f"cannot read {path}: {exc.strerror or exc}") from None
     rows = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SynthbootError(f"{path} line {n} is not JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise SynthbootError(f"{path} line {n} is not a JSON object")
+    for n, row in numbered_rows(path):
         row = {k: v for k, v in row.items() if k in schema.names}
         try:
             schema.validate_item(row)

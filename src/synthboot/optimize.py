@@ -190,7 +190,7 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
                                                            _counter(counts, "optimize: baseline on dev"))
             with _phase(store, cache, report, "compile"):
                 say(f"compile: {settings.optimizer} on train ({len(sets['train'])} examples"
-                    + (f", dev as valset)" if use_valset else ")"))
+                    + (", dev as valset)" if use_valset else ")"))
                 kwargs = {"trainset": examples["train"], **compile_kwargs}
                 if use_valset:
                     kwargs["valset"] = examples["dev"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import importlib
-import json
 import re
 import typing
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import annotated_types
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from synthboot.errors import SpecError
+from synthboot.errors import SpecError, SynthbootError
 from synthboot.spec import FieldSpec, Spec
 
 _PY_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
@@ -160,23 +159,14 @@ class TaskSchema:
 def read_seeds_file(spec: Spec) -> list[dict[str, Any]]:
     if not spec.seeds_file:
         return []
-    path = Path(spec.base_dir) / spec.seeds_file
-    rows = []
+    from synthboot.jsonl import read_jsonl
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SpecError(f"cannot read {path}: {exc.strerror or exc}", field="seeds_file") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{path} line {n} is not JSON: {exc.msg}", field="seeds_file") from None
-        if not isinstance(row, dict):
-            raise SpecError(f"{path} line {n} is not a JSON object", field="seeds_file")
-        rows.append(row)
-    return rows
+        return read_jsonl(Path(spec.base_dir) / spec.seeds_file)
+    except SpecError:
+        raise
+    except SynthbootError as exc:
+        raise SpecError(str(exc), field="seeds_file") from None
 
 
 def all_seeds(spec: Spec) -> list[dict[str, Any]]:

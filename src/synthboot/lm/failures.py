@@ -20,7 +20,7 @@ from dspy.utils.exceptions import LMProviderError, LMTransportError
 from synthboot.errors import LMUnavailableError
 from synthboot.lm.calls import StoreCache, _current_scope, _started
 from synthboot.secrets import scrub
-from synthboot.store import Store, now
+from synthboot.store import Store
 
 
 def note_failed_attempt(error: BaseException, *, attempt: int, retried: bool, delay_s: float | None = None,
