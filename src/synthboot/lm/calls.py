@@ -26,7 +26,10 @@ from dspy.utils.exceptions import LMProviderError
 from synthboot.cost import call_cost
 from synthboot.store import Store
 
-_SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization|headers)", re.IGNORECASE)
+# Names of request settings that carry credentials: `api_key`, `access_token`, `extra_headers`...
+# Anchored at the end so `max_tokens` and friends are kept.
+_SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|key|token|secret|password|authorization|headers?|credentials?)$",
+                         re.IGNORECASE)
 _local = threading.local()
 
 
