@@ -157,3 +157,20 @@ def test_load_split_from_embedded_run(tiny_run):
     assert len(examples) == run_status(tiny_run).funnel.kept
     for example in examples:
         assert set(example.inputs().keys()) == {"question"}
+
+
+def test_limit_caps_candidates_even_when_the_model_writes_more(qa_spec, tmp_path):
+    many = json.dumps({"examples": [{"question": f"Question number {i} about something?", "answer": "An answer "
+                                     "that is long enough.", "difficulty": "easy", "topic": "t"} for i in range(7)]})
+    synthboot.run(qa_spec, tmp_path / "run", lm=scripted_lm([many], cycle=True), limit=10)
+    assert run_status(tmp_path / "run").funnel.generated == 10  # one asked per topic, 7 written each
+
+
+def test_seed_window_rotates_by_batch(qa_spec):
+    from synthboot.schema import all_seeds
+    from synthboot.stages.generate import plan_tasks, seeds_shown
+
+    seeds = all_seeds(qa_spec)
+    shown = {seeds_shown(seeds, task, 1) for task in plan_tasks(qa_spec)}
+    assert len(shown) == 3 and all(len(json.loads(s)) == 1 for s in shown)
+    assert json.loads(seeds_shown(seeds, plan_tasks(qa_spec)[0], None)) == seeds

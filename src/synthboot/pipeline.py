@@ -21,11 +21,8 @@ from synthboot.lm.calls import store_as_lm_cache
 from synthboot.schema import all_seeds
 from synthboot.spec import Spec
 from synthboot.stages import StageResult
-from synthboot.stages.dedup import run_dedup
-from synthboot.stages.generate import GenerateResult, plan_tasks, run_generate
-from synthboot.stages.judge import run_judge
+from synthboot.stages.generate import GenerateResult, plan_tasks
 from synthboot.stages.split import run_split
-from synthboot.stages.validate import run_validate
 from synthboot.stages.diversity import record as record_diversity
 from synthboot.status import candidate_outcomes, kept_candidates
 from synthboot.store import Store

@@ -69,6 +69,8 @@ class GenerateSpec(_Strict):
     timeout_s: float | None = Field(None, gt=0)
     # Bound on every generated string the schema leaves unbounded: a small model under a grammar
     # otherwise runs one field to max_tokens (seen once in three outputs).
+    # How many seed examples each call shows (a window rotating by batch); None shows them all.
+    seeds_per_call: int | None = Field(None, ge=1)
     max_string_length: int = Field(400, ge=8, le=10_000_000)
     instructions: str | None = None
 

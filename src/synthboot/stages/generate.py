@@ -100,14 +100,15 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     """Run the tasks not yet done; store each one's candidates as it completes."""
     schema = TaskSchema.from_spec(spec)
     generator = make_generator(schema, spec)
-    seeds_json = json.dumps(all_seeds(spec), indent=1, ensure_ascii=False)
+    seeds = all_seeds(spec)
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
     finished = result.tasks_skipped
 
     def one(task: GenerationTask) -> int:
-        return _run_task(store, spec, schema, generator, lm, seeds_json, task)
+        return _run_task(store, spec, schema, generator, lm, seeds_shown(seeds, task, spec.generate.seeds_per_call),
+                         task)
 
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
 
@@ -162,6 +163,18 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     return result
 
 
+def seeds_shown(seeds: list[dict], task: GenerationTask, per_call: int | None) -> str:
+    """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
+
+    Small models copy what they are shown; showing fewer seeds per call copies fewer of them
+    (the copies are removed by dedup against the seeds, but each one is a candidate lost).
+    """
+    if per_call and per_call < len(seeds):
+        start = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big") % len(seeds)
+        seeds = [seeds[(start + i) % len(seeds)] for i in range(per_call)]
+    return json.dumps(seeds, indent=1, ensure_ascii=False)
+
+
 def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Module, lm: dspy.LM,
               seeds_json: str, task: GenerationTask) -> int:
     task_text = spec.task + (f"\n\n{task.guidance}" if task.guidance else "")
@@ -180,7 +193,10 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
         raise RuntimeError("the generator made no LM call")
     call_id = scope.call_ids[-1]
     row = store.query("SELECT text, finish_reason FROM lm_calls WHERE id = ?", (call_id,))[0]
-    items = parse_items(row["text"] or "", schema)
+    # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
+    # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
+    # included, stays in the stored call.
+    items = parse_items(row["text"] or "", schema)[:task.count]
     if not items:
         reason = parse_error or "no examples in the reply"
         if row["finish_reason"] == "length":
