@@ -166,8 +166,8 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
 def seeds_shown(seeds: list[dict], task: GenerationTask, per_call: int | None) -> str:
     """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
 
-    Small models copy what they are shown; showing fewer seeds per call copies fewer of them
-    (the copies are removed by dedup against the seeds, but each one is a candidate lost).
+    A long seed set makes every prompt long; a window keeps prompts short while every seed is
+    still shown across the batches.
     """
     if per_call and per_call < len(seeds):
         start = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big") % len(seeds)
