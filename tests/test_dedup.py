@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import re
 import sqlite3
 
 import numpy as np
@@ -208,3 +209,17 @@ def test_minhash_signatures_match_datasketch_estimates():
         errors_ours.append(abs((sig[:, i] == sig[:, j]).mean() - truth))
         errors_ds.append(abs(ds[i].jaccard(ds[j]) - truth))
     assert np.mean(errors_ours) <= np.mean(errors_ds) * 1.5 + 0.01
+
+
+def test_vectorised_words_are_the_regex_words():
+    # MinHashLayer's word shingles come from stages.tokens, not from `shingles`: the same words,
+    # Unicode and final sigma included, with equal ids exactly for equal words.
+    from synthboot.stages.tokens import word_tokens
+
+    texts = ["Ünïcode wörds, ΣΑΣ_x 𝔘𝔫𝔦 İstanbul ½ 日本語テキスト ΟΔΟΣ", "ΣΑΣ", "\ud800 lone", "", "a", "ΣA Σ",
+             *t0_prompts(300)]
+    text_of, ids = word_tokens(texts)
+    words = [re.findall(r"\w+", t.lower()) for t in texts]
+    assert text_of.tolist() == [k for k, ws in enumerate(words) for _ in ws]
+    flat = [w for ws in words for w in ws]
+    assert len(set(zip(flat, ids.tolist()))) == len(set(flat)) == len(set(ids.tolist()))
