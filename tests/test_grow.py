@@ -24,7 +24,7 @@ fields:
 seeds:
   - {text: "Great food and friendly staff, we loved every minute of it.", label: positive}
 topics: [food, travel]
-generate: {per_topic: 6, per_call: 6, concurrency: 1}
+generate: {per_topic: 6, per_call: 14, concurrency: 1}
 dedup: {minhash: false, semantic: false}
 split: {train: 0.34, dev: 0.33, test: 0.33, seed: 42, stratify: label}
 """
@@ -74,7 +74,8 @@ def test_grow_adds_to_train_and_dev_only_and_reoptimizes(tmp_path):
         if json.loads(r[0])["label"] == "negative"]
     assert dev_negatives and first.scores["dev", "optimized"].mean < 1
 
-    result = run_grow(run, rounds=1, per_round=2, generator=scripted_lm([generator_reply], cycle=True),
+    # 14 per ask: the 2 new reviews and the 12 copies the scripted generator writes all count.
+    result = run_grow(run, rounds=1, per_round=28, generator=scripted_lm([generator_reply], cycle=True),
                       student=scripted_lm([student_reply], cycle=True))
 
     (grown,) = result.rounds

@@ -86,11 +86,13 @@ def test_review_page_in_chromium(tiny_run, copy_run):
 
         # Filter by reason: only the short answer.
         page.select_option("#filter-reason", "answer_too_short")
-        page.click("#apply-filters")
+        with page.expect_navigation():
+            page.click("#apply-filters")
         assert page.locator(".cand").count() == 1
         card = page.locator(f"#c{short_id}")
         assert card.locator(".outcome").inner_text() == "validate"
-        card.locator("button.accept").click()
+        with page.expect_navigation():
+            card.locator("button.accept").click()
         # Back on the same filtered page: the filters' verdict still matches, the decision outranks it.
         assert "reason=answer_too_short" in page.url and page.locator(".cand").count() == 1
         card = page.locator(f"#c{short_id}")
@@ -101,15 +103,20 @@ def test_review_page_in_chromium(tiny_run, copy_run):
         # Filter by topic (the planted, hostile one); edit one payload, reject the other.
         page.goto(url)
         page.select_option("#filter-topic", TOPIC)
-        page.click("#apply-filters")
+        with page.expect_navigation():
+            page.click("#apply-filters")
         assert sorted(int(x) for x in page.locator(".cand").evaluate_all("els => els.map(e => e.dataset.id)")) \
             == planted
         first, second = planted
         page.locator(f"#c{first} details.edit summary").click()
         page.fill(f"#f{first}-answer", "A file object, opened for reading by default.")
         page.select_option(f"#f{first}-difficulty", "medium")
-        page.locator(f"#c{first} button.save").click()
-        page.locator(f"#c{second} button.reject").click()
+        # Each button posts a form and the server redirects back: wait for that page before the next
+        # step, or the next click (or the reload) races the navigation.
+        with page.expect_navigation():
+            page.locator(f"#c{first} button.save").click()
+        with page.expect_navigation():
+            page.locator(f"#c{second} button.reject").click()
 
         # Reload: the decisions persisted.
         page.reload()
