@@ -49,17 +49,9 @@ generate: {per_topic: PER_TOPIC, per_call: 2, max_tokens: 300}
 
 def llama_args(request) -> tuple[list[dict], dict, dict | None]:
     """What LlamaCppEngine sends llama.cpp for a DSPy request: messages, sampling, JSON schema."""
-    from synthboot.lm.local import _schema_of, _seed_of
+    from synthboot.lm.local import llama_call
 
-    messages = []
-    if request.system is not None:
-        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
-        messages.append({"role": "system", "content": system})
-    messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
-    c = request.config
-    kwargs = {"temperature": 0.0 if c.temperature is None else c.temperature, "max_tokens": c.max_tokens or 1024,
-              "repeat_penalty": 1.1, "seed": c.seed if c.seed is not None else _seed_of(messages, c)}
-    return messages, kwargs, _schema_of(c.response_format)
+    return llama_call(request)
 
 
 def pipeline_run(calls: int) -> tuple[dict, list]:

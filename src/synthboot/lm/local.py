@@ -107,24 +107,7 @@ class LlamaCppEngine:
 
     # -- DSPy engine contract ------------------------------------------------------------------
     def complete(self, request: Any) -> Response:
-        messages = []
-        if request.system is not None:
-            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
-            messages.append({"role": "system", "content": system})
-        messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
-        config = request.config
-        kwargs: dict[str, Any] = {
-            "temperature": 0.0 if config.temperature is None else config.temperature,
-            "max_tokens": config.max_tokens or 1024,
-            "repeat_penalty": self.repeat_penalty,
-            # Same request, same sample: a run is reproducible even without its cache.
-            "seed": config.seed if config.seed is not None else _seed_of(messages, config),
-        }
-        if config.top_p is not None:
-            kwargs["top_p"] = config.top_p
-        if config.stop:
-            kwargs["stop"] = list(config.stop)
-        schema = _schema_of(config.response_format)
+        messages, kwargs, schema = llama_call(request, repeat_penalty=self.repeat_penalty)
         llama = self._acquire()
         try:
             if schema is not None:
@@ -179,6 +162,28 @@ class LlamaCppEngine:
                          n_threads_batch=self.n_threads, verbose=False)
         except (ValueError, OSError) as exc:
             raise LMUnavailableError(f"cannot load the local model {self.path}: {exc}") from None
+
+
+def llama_call(request: Any, *, repeat_penalty: float = 1.1) -> tuple[list[dict], dict[str, Any], dict | None]:
+    """What the engine sends llama.cpp for a DSPy request: chat messages, sampling settings, JSON schema."""
+    messages = []
+    if request.system is not None:
+        system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
+        messages.append({"role": "system", "content": system})
+    messages.extend({"role": m.role, "content": m.text or ""} for m in request.messages)
+    config = request.config
+    kwargs: dict[str, Any] = {
+        "temperature": 0.0 if config.temperature is None else config.temperature,
+        "max_tokens": config.max_tokens or 1024,
+        "repeat_penalty": repeat_penalty,
+        # Same request, same sample: a run is reproducible even without its cache.
+        "seed": config.seed if config.seed is not None else _seed_of(messages, config),
+    }
+    if config.top_p is not None:
+        kwargs["top_p"] = config.top_p
+    if config.stop:
+        kwargs["stop"] = list(config.stop)
+    return messages, kwargs, _schema_of(config.response_format)
 
 
 def _schema_of(response_format: Any) -> dict[str, Any] | None:
