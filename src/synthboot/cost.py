@@ -7,6 +7,7 @@ nothing; a model the map does not know has an unknown price (None), never a made
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ def is_free(model: str | None) -> bool:
     return bool(model) and (model == "local" or model.startswith(_FREE_PREFIXES))
 
 
+# Kept per model for the process: the price map is a bundled file, and this runs on every call.
+@functools.lru_cache(maxsize=256)
 def token_prices(model: str | None) -> tuple[float, float] | None:
     """(USD per prompt token, USD per completion token) for a DSPy model string; None when unknown."""
     if not model:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from synthboot.cost import token_prices
 from synthboot.lm import is_local, local_model_name
+from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.stages.generate import make_generator, plan_tasks
@@ -90,7 +91,7 @@ def count_tokens(lm: str, text: str) -> int:
 
 
 def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int:
-    messages = dspy.JSONAdapter().format(signature, demos=[], inputs=inputs)
+    messages = JSON_ADAPTER.format(signature, demos=[], inputs=inputs)
     return sum(count_tokens(lm, m["content"]) + CHAT_TEMPLATE_TOKENS for m in messages)
 
 

@@ -30,6 +30,7 @@ import dspy
 
 from synthboot.errors import SynthbootError
 from synthboot.lm import is_local, make_lm
+from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import StoreCache, call_scope, store_as_lm_cache
 from synthboot.metrics import as_float, bootstrap_ci, make_metric
 from synthboot.programs import Program, load_program, make_optimizer, takes_valset
@@ -169,7 +170,7 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
     adapter = _adapter(settings)
     metric_name = _metric_name(settings, schema, program)
     metric = make_metric(metric_name, fields=program.outputs, inputs=program.inputs, threshold=settings.threshold,
-                         judge_lm=judge, judge_adapter=dspy.JSONAdapter() if judge and is_local(judge_name) else None)
+                         judge_lm=judge, judge_adapter=JSON_ADAPTER if judge and is_local(judge_name) else None)
     optimizer, compile_kwargs = make_optimizer(settings.optimizer, metric, settings.optimizer_settings,
                                                num_threads=settings.num_threads, reflection_lm=judge)
     examples = {name: [_example(item.fields, program.inputs) for item in items] for name, items in sets.items()}
@@ -234,7 +235,7 @@ def _adapter(settings: OptimizeSettings) -> dspy.Adapter | None:
     if choice not in ("json", "chat"):
         raise SynthbootError(f"unknown --adapter {choice!r}; choose json or chat")
     # The embedded model follows a JSON grammar reliably and ignores ChatAdapter's field markers.
-    return dspy.JSONAdapter() if choice == "json" else dspy.ChatAdapter()
+    return JSON_ADAPTER if choice == "json" else dspy.ChatAdapter()
 
 
 def _default_program(schema: TaskSchema) -> str:

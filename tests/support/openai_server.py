@@ -92,6 +92,12 @@ def fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps([messages, body.get("seed")], sort_keys=True).encode()).hexdigest()[:16]
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 resets connections when a client opens 32 at once, as
+    # an asyncio client does; real servers accept far more.
+    request_queue_size = 128
+
+
 class OpenAIServer:
     """The server; `serve()` is the usual way to run one."""
 
@@ -106,7 +112,7 @@ class OpenAIServer:
         self._script_start = 0  # request number the current script's first entry applies to
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._httpd = _HTTPServer(("127.0.0.1", port), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -215,6 +221,7 @@ def free_port() -> int:
 def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read .requests instead
             pass

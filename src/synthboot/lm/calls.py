@@ -57,7 +57,7 @@ class StoreCache(Cache):
             return None
         with self._counter_lock:
             self.hits += 1
-        _note_call(row["id"])
+        _note_call(row["id"], row["text"], row["finish_reason"])
         if row["record_format"] == "json":
             return json.loads(row["record"])
         return self._prepare_cached_response(pickle.loads(row["record"]))
@@ -87,13 +87,16 @@ class StoreCache(Cache):
             request=json.dumps(redact(request), default=str), record=record, record_format=record_format,
             text=text, finish_reason=finish_reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             cost=cost, latency_s=None if started is None else round(time.perf_counter() - started, 4))
-        _note_call(call_id)
+        _note_call(call_id, text, finish_reason)
 
 
 class _Scope:
     def __init__(self, purpose: str):
         self.purpose = purpose
         self.call_ids: list[int] = []
+        # The stored reply (text, finish reason) of the last call: what a stage parses, without
+        # reading back the row it was just written to.
+        self.last_reply: tuple[str | None, str | None] | None = None
 
 
 @contextmanager
@@ -146,10 +149,11 @@ def _started() -> dict[str, float]:
     return _local.started
 
 
-def _note_call(call_id: int) -> None:
+def _note_call(call_id: int, text: str | None, finish_reason: str | None) -> None:
     scope = _current_scope()
     if scope is not None:
         scope.call_ids.append(call_id)
+        scope.last_reply = (text, finish_reason)
 
 
 def _model_of(request: dict[str, Any]) -> str | None:

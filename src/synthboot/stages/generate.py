@@ -12,15 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
-
-
 import dspy
 
+from synthboot.errors import SynthbootError
+from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.secrets import scrub
@@ -106,52 +107,53 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
     finished = result.tasks_skipped
 
-    def one(task: GenerationTask) -> int:
-        return _run_task(store, spec, schema, generator, lm, seeds_shown(seeds, task, spec.generate.seeds_per_call),
-                         task)
-
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
+    halted = threading.Event()  # an error no other task can get past (a bad key, a broken spec)
 
-    # Results land in the store as each task completes: a crash loses only the calls in flight.
+    def one(task: GenerationTask) -> int | None:
+        # Checked as each task starts, on the worker: a stop (budget, Ctrl-C, a failing server)
+        # leaves the tasks not yet started undone for the next run.
+        if (should_stop and should_stop()) or streak.tripped or halted.is_set():
+            return None
+        try:
+            count = _run_task(store, spec, schema, generator, lm,
+                              seeds_shown(seeds, task, spec.generate.seeds_per_call), task)
+        except Exception as exc:
+            streak.failed(exc)
+            if isinstance(exc, SynthbootError) or fatal_error(exc, lm.model) is not None:
+                halted.set()
+            raise
+        streak.succeeded()
+        return count
+
+    # Every task is queued at once and each worker takes the next as soon as it is free: with many
+    # calls in flight, handing each next task out from this thread would idle a slot for as long as
+    # this thread waits for the GIL. Results land in the store as each task completes (in
+    # `_run_task`), so a crash loses only the calls in flight.
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate")
     try:
-        pending: dict[Future, GenerationTask] = {}
-        queue = list(reversed(todo))
-        try:
-            while queue or pending:
-                while queue and len(pending) < concurrency and not (should_stop and should_stop()) \
-                        and not streak.tripped:
-                    task = queue.pop()
-                    pending[pool.submit(one, task)] = task
-                if not pending:
-                    break
-                completed, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in completed:
-                    task = pending.pop(future)
-                    try:
-                        result.candidates += future.result()
-                        result.tasks_run += 1
-                        streak.succeeded()
-                    except Exception as exc:  # an LM failure is recorded, the run goes on
-                        from synthboot.errors import SynthbootError
-
-                        result.tasks_failed += 1
-                        result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
-                        store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
-                                        error=f"{type(exc).__name__}: {exc}")
-                        store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
-                        streak.failed(exc)
-                        if isinstance(exc, SynthbootError):
-                            raise
-                        if (fatal := fatal_error(exc, lm.model)) is not None:
-                            raise fatal from None
-                    finished += 1
-                    if on_progress:
-                        on_progress(finished, len(tasks))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+        futures = {pool.submit(one, task): task for task in todo}
+        for future in as_completed(futures):
+            task = futures[future]
+            try:
+                count = future.result()
+                if count is None:
+                    continue
+                result.candidates += count
+                result.tasks_run += 1
+            except Exception as exc:  # an LM failure is recorded, the run goes on
+                result.tasks_failed += 1
+                result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
+                store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
+                                error=f"{type(exc).__name__}: {exc}")
+                store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
+                if isinstance(exc, SynthbootError):
+                    raise
+                if (fatal := fatal_error(exc, lm.model)) is not None:
+                    raise fatal from None
+            finished += 1
+            if on_progress:
+                on_progress(finished, len(tasks))
     except BaseException as exc:
         # On Ctrl-C/SIGTERM do not wait for the calls in flight (a hung server, retries asleep, a
         # slow local call): their replies would be lost anyway, and the user asked to stop now.
@@ -181,7 +183,7 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     # The seed makes each batch a distinct request (and sample) even when its prompt repeats.
     seed = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big")
     parse_error = None
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), call_scope(STAGE) as scope:
+    with dspy.context(lm=lm, adapter=JSON_ADAPTER), call_scope(STAGE) as scope:
         try:
             generator(task=task_text, seed_examples=seeds_json, topic=task.topic, count=task.count,
                       config={"seed": seed, "temperature": spec.generate.temperature,
@@ -192,16 +194,16 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     if not scope.call_ids:
         raise RuntimeError("the generator made no LM call")
     call_id = scope.call_ids[-1]
-    row = store.query("SELECT text, finish_reason FROM lm_calls WHERE id = ?", (call_id,))[0]
+    text, finish_reason = scope.last_reply
     # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
     # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
     # included, stays in the stored call.
-    items = parse_items(row["text"] or "", schema)[:task.count]
+    items = parse_items(text or "", schema)[:task.count]
     if not items:
         reason = parse_error or "no examples in the reply"
-        if row["finish_reason"] == "length":
+        if finish_reason == "length":
             reason = "reply truncated at max_tokens: " + reason
-        items = [{"fields": None, "raw": row["text"], "parse_error": reason}]
+        items = [{"fields": None, "raw": text, "parse_error": reason}]
     store.finish_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round, call_id=call_id,
                       items=items, model=lm.model, temperature=spec.generate.temperature)
     return len(items)

@@ -14,6 +14,7 @@ from typing import Literal
 import dspy
 from dspy.utils.exceptions import LMError
 
+from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.spec import Spec
@@ -37,7 +38,7 @@ class JudgeQuality(dspy.Signature):
 
 
 def judge_one(judge: dspy.Module, lm: dspy.LM, spec: Spec, fields: dict) -> tuple[int, str]:
-    with dspy.context(lm=lm, adapter=dspy.JSONAdapter()), call_scope(STAGE):
+    with dspy.context(lm=lm, adapter=JSON_ADAPTER), call_scope(STAGE):
         out = judge(task=spec.task, rubric=spec.judge.rubric or DEFAULT_RUBRIC,
                     example=json.dumps(fields, ensure_ascii=False), config={"temperature": 0.0})
     return int(out.quality_score), str(out.reasoning)
