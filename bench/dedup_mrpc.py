@@ -42,7 +42,7 @@ def jaccard(a: set, b: set) -> float:
 
 def minhash_estimate(left: list[str], right: list[str], unit: str, n: int) -> np.ndarray:
     layer = MinHashLayer(0.5, 128, unit, n)
-    sig = layer.signatures(layer.shingle_matrix(left + right))  # num_perm x texts
+    sig = layer.signatures(*layer.shingle_matrix(left + right))  # num_perm x texts
     return (sig[:, : len(left)] == sig[:, len(left):]).mean(axis=0)
 
 

@@ -4,15 +4,21 @@ Rows: the 55,185 real prompts of ../shared/bench/t0-prompts/, cycled and perturb
 dropped, repeated and swapped words and one-letter typos), so the set has the real prompts' own
 near-duplication plus about 18 perturbed copies of each.
 
-Method (both modes, the same code in `synthboot.engines.ray_minhash`): word shingles, 128-permutation
-MinHash, LSH bands for threshold 0.85; each row is paired with the earliest row of every bucket it is
-in, and a pair counts when the signatures agree on at least 85% of permutations. A row is a
+Method (both modes, the same code in `synthboot.engines.ray_minhash`, i.e. MinHashLayer's method in
+blocks): word shingles, 128-permutation MinHash, LSH bands for threshold 0.85; each row is paired
+with the row before it in every bucket it is in, and a pair counts when the signatures agree on at
+least 85% of permutations. A row is a
 duplicate when it has such a pair. `single` runs map, group-by and scoring one after the other in
 one process; `ray` runs them as Ray tasks on a local cluster (2 CPUs here). Each mode runs in its own
 process so peak memory (ru_maxrss) is its own.
 
     python bench/dedup_scale.py --rows 1000000            # both modes, one after the other
     python bench/dedup_scale.py --rows 1000000 --mode ray
+    python bench/dedup_scale.py --rows 1000000 --mode layer   # the dedup stage's own default layer
+
+`layer` runs what the dedup stage runs by default, `MinHashLayer(threshold=0.85).links` (its own LSH
+parameters, up to 256 links per row per bucket, every candidate scored by exact Jaccard): on rows
+made of clusters of near-copies it makes far more pairs, and needs far more memory.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = REPO.parent / "shared" / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
@@ -58,18 +66,33 @@ def rows(n: int, seed: int = 0) -> list[str]:
     return out
 
 
-def run_mode(mode: str, n: int, cpus: int) -> dict:
-    from types import SimpleNamespace
+def run_layer(n: int) -> dict:
+    from synthboot.stages.dedup import MinHashLayer
 
+    texts = rows(n)
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    layer = MinHashLayer(threshold=0.85)
+    started = time.perf_counter()
+    links = layer.links(texts)
+    wall = time.perf_counter() - started
+    return {"mode": "layer", "rows": n, "wall_s": round(wall, 1),
+            "duplicates": int(np.count_nonzero(np.diff(links.indptr))), "pairs": int(len(links.index)),
+            "candidate_pairs": layer.timings["candidates"], "phases_s": layer.timings,
+            "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "mb_before_dedup": round(before_mb), "bands_x_rows": [layer.bands, layer.rows]}
+
+
+def run_mode(mode: str, n: int, cpus: int) -> dict:
     from datasketch.lsh import _optimal_param
 
     from synthboot.engines.ray_minhash import minhash_pairs
+    from synthboot.stages.dedup import MinHashLayer
 
     texts = rows(n)
     # Fixed here (not read from MinHashLayer's defaults) so both modes always use the same LSH.
     bands, band_rows = _optimal_param(0.85, 128, 0.5, 0.5)
-    layer = SimpleNamespace(threshold=0.85, num_perm=128, bands=bands, rows=band_rows, seed=1, shingle="word",
-                            ngram=1, max_bucket=256)
+    layer = MinHashLayer(threshold=0.85, num_perm=128, seed=1, shingle="word", ngram=1, max_bucket=256)
+    layer.bands, layer.rows = bands, band_rows
     before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stats: dict = {}
     if mode == "ray":
@@ -98,9 +121,12 @@ def run_mode(mode: str, n: int, cpus: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--mode", choices=["single", "ray", "both"], default="both")
+    parser.add_argument("--mode", choices=["single", "ray", "both", "layer"], default="both")
     parser.add_argument("--cpus", type=int, default=2)
     args = parser.parse_args()
+    if args.mode == "layer":
+        print(json.dumps(run_layer(args.rows)), flush=True)
+        return
     if args.mode != "both":
         print(json.dumps(run_mode(args.mode, args.rows, args.cpus)), flush=True)
         return

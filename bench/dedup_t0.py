@@ -75,7 +75,7 @@ def ground_truth(texts: list[str], threshold: float, cache_dir: Path) -> np.ndar
     if cache.exists():
         return np.load(cache)
     started = time.perf_counter()
-    pairs = exact_pairs(MinHashLayer(threshold).shingle_matrix(texts), threshold)
+    pairs = exact_pairs(MinHashLayer(threshold).shingle_matrix(texts)[0], threshold)
     print(f"ground truth: {len(pairs)} pairs in {time.perf_counter() - started:.1f}s (cached at {cache})")
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cache, pairs)

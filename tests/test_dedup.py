@@ -196,7 +196,7 @@ def test_minhash_signatures_match_datasketch_estimates():
 
     texts = t0_prompts(40)
     layer = MinHashLayer(0.5, num_perm=256)
-    sig = layer.signatures(layer.shingle_matrix(texts))
+    sig = layer.signatures(*layer.shingle_matrix(texts))
     sets = [shingles(t) for t in texts]
     errors_ours, errors_ds = [], []
     ds = []
@@ -223,3 +223,19 @@ def test_vectorised_words_are_the_regex_words():
     assert text_of.tolist() == [k for k, ws in enumerate(words) for _ in ws]
     flat = [w for ws in words for w in ws]
     assert len(set(zip(flat, ids.tolist()))) == len(set(flat)) == len(set(ids.tolist()))
+
+
+@pytest.mark.parametrize("settings", [{"threshold": 0.85}, {"threshold": 0.6, "max_bucket": 2},
+                                      {"threshold": 0.7, "ngram": 3}, {"threshold": 0.8, "shingle": "char", "ngram": 5}])
+def test_minhash_in_blocks_equals_the_whole_corpus_layer(settings):
+    # What the Ray engine runs, here in one process: blocks of texts shingled and signed apart,
+    # buckets grouped by partition. Content hashes make it the layer's very result.
+    from synthboot.engines.ray_minhash import minhash_candidates
+
+    with gzip.open(SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz", "rt") as fh:
+        texts = [json.loads(line)["prompt"] for _, line in zip(range(1500), fh)]
+    texts += ["", "   ", texts[3].upper()]  # empty texts, and a case-only copy
+    layer = MinHashLayer(**settings)
+    whole = layer.candidates(texts)
+    assert sum(map(len, whole)) > 20
+    assert minhash_candidates(texts, layer, run_local=True, blocks=7, partitions=3) == whole

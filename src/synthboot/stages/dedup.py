@@ -26,7 +26,7 @@ import numpy as np
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
-from synthboot.stages.tokens import unique_sorted, word_tokens
+from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 from synthboot.store import Candidate, Decision, Store
 
 STAGE = "dedup"
@@ -184,10 +184,11 @@ class MinHashLayer:
         self.bands, self.rows = lsh_params(threshold, num_perm)
 
     def shingle_matrix(self, texts: Sequence[str]):
-        """A binary CSR matrix, texts x distinct shingles, indices sorted within each row."""
+        """(A binary CSR matrix, texts x distinct shingles, indices sorted within each row; each
+        column's shingle's content hash, uint64)."""
         from scipy.sparse import csr_matrix
 
-        text_of, ids = self._shingle_ids(texts)
+        text_of, ids, hashes = self._shingle_ids(texts)
         n, vocab = len(texts), int(ids.max()) + 1 if len(ids) else 1
         # Sorting (text, shingle) keys drops repeats within a text and sorts each row's ids. Keys
         # are made per range of texts small enough for them to fit in uint32: sorting those is
@@ -201,47 +202,64 @@ class MinHashLayer:
             rows.append(row.astype(np.int64) + first), cols.append(col.astype(np.int32))
         rows, cols = np.concatenate(rows or [np.zeros(0, np.int64)]), np.concatenate(cols or [np.zeros(0, np.int32)])
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
-        return csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(n, vocab))
+        matrix = csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(n, vocab))
+        if len(hashes) < vocab:  # no shingle in any text: the one empty column gets a hash too
+            hashes = np.zeros(vocab, dtype=np.uint64)
+        return matrix, hashes
 
-    def _shingle_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(text index, shingle id) per shingle occurrence; equal shingles get equal ids."""
+    def _shingle_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(text index, shingle id) per shingle occurrence, equal shingles with equal ids; and
+        each id's content hash (`tokens.content_hashes`), the same whatever the other texts."""
         if self.shingle != "word":
             return self._python_shingle_ids(texts)
-        text_of, ids = word_tokens(texts)  # vectorised: the words of `shingles(text)`
+        text_of, ids, words = words_and_vocabulary(texts)  # vectorised: the words of `shingles(text)`
+        word_hash = content_hashes(words)
         if self.ngram == 1 or len(ids) == 0:
-            return text_of, ids
+            return text_of, ids, word_hash
         import pandas as pd  # here: a costly import that word 1-grams and the CLI's other commands skip
 
-        # Word n-grams: number (n-1)-gram id x next word id pairs, one word more per step.
-        grams = ids.astype(np.int64)
+        # Word n-grams: number (n-1)-gram id x next word id pairs, one word more per step; each
+        # occurrence's hash chains its words' hashes the same way.
+        grams, occurrence_hash = ids.astype(np.int64), word_hash[ids]
         for step in range(1, self.ngram):
             grams, _ = pd.factorize(grams[:-1] * (int(ids.max()) + 1) + ids[step:])
+            with np.errstate(over="ignore"):
+                occurrence_hash = mix64(occurrence_hash[:-1] * np.uint64(0x100000001B3) + word_hash[ids[step:]])
         span = self.ngram - 1
         whole = text_of[:len(text_of) - span] == text_of[span:]  # n-grams inside one text only
-        return text_of[:len(text_of) - span][whole], grams[whole]
+        grams = grams[whole]
+        gram_hash = np.zeros(int(grams.max()) + 1 if len(grams) else 0, dtype=np.uint64)
+        gram_hash[grams] = occurrence_hash[whole]  # every occurrence of a gram has its hash
+        return text_of[:len(text_of) - span][whole], grams, gram_hash
 
-    def _python_shingle_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _python_shingle_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Character shingles, through `shingles` and one pandas.factorize over all of them."""
         import pandas as pd
+        import pyarrow as pa
 
         sets = [shingles(t, self.shingle, self.ngram) for t in texts]
         lengths = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
         # sort=True numbers shingles in lexical order: set iteration order follows Python's
         # per-process string hashing, and first-seen ids would change from run to run.
-        codes, _ = pd.factorize(np.fromiter(itertools.chain.from_iterable(sets), dtype=object,
-                                            count=int(lengths.sum())), sort=True)
-        return np.repeat(np.arange(len(texts)), lengths), codes.astype(np.int64)
+        codes, distinct = pd.factorize(np.fromiter(itertools.chain.from_iterable(sets), dtype=object,
+                                                   count=int(lengths.sum())), sort=True)
+        hashes = content_hashes(pa.array(list(distinct), type=pa.large_string()).cast(pa.large_binary()))
+        return np.repeat(np.arange(len(texts)), lengths), codes.astype(np.int64), hashes
 
-    def signatures(self, matrix) -> np.ndarray:
+    def signatures(self, matrix, hashes: np.ndarray) -> np.ndarray:
         """The MinHash signatures, num_perm x texts (uint32; empty texts get the maximum everywhere)."""
-        return self.signature_rows(matrix).T
+        return self.signature_rows(matrix, hashes).T
 
-    def signature_rows(self, matrix) -> np.ndarray:
-        """The signatures as texts x num_perm: one text's signature is one contiguous row."""
+    def signature_rows(self, matrix, hashes: np.ndarray) -> np.ndarray:
+        """The signatures as texts x num_perm: one text's signature is one contiguous row.
+
+        A shingle's hashes come from its content hash, not its column: a text's signature is
+        the same whichever other texts were shingled with it (a Ray worker's block, or all).
+        """
         vocab = matrix.shape[1]
         # One extra row of all-max values: the padding id, neutral for the minimum.
-        table = np.vstack([self._permutation_table(vocab), np.full((1, self.num_perm), np.iinfo(np.uint32).max,
-                                                                   dtype=np.uint32)])
+        table = np.vstack([self._permutation_table(hashes[:vocab]),
+                           np.full((1, self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)])
         sig = np.full((matrix.shape[0], self.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
         lengths = np.diff(matrix.indptr)
         nonempty = np.flatnonzero(lengths)
@@ -257,14 +275,16 @@ class MinHashLayer:
             sig[rows] = table[indices[pos]].min(axis=1)
         return sig
 
-    def _permutation_table(self, vocab: int) -> np.ndarray:
-        """vocab x num_perm: the universal hashes (a*x + b mod p) of every shingle id, each computed once."""
+    def _permutation_table(self, hashes: np.ndarray) -> np.ndarray:
+        """shingles x num_perm: the universal hashes (a*x + b mod p) of every shingle, each computed once.
+
+        x is the shingle's content hash reduced mod p, so a*x + b stays below 2**64."""
         rng = np.random.default_rng(self.seed)
         a = rng.integers(1, int(self._PRIME), size=self.num_perm, dtype=np.uint64)
         b = rng.integers(0, int(self._PRIME), size=self.num_perm, dtype=np.uint64)
-        table = np.empty((vocab, self.num_perm), dtype=np.uint32)
-        for lo in range(0, vocab, 65_536):  # in slices: the uint64 intermediate stays small
-            x = np.arange(lo, min(lo + 65_536, vocab), dtype=np.uint64)[:, None]
+        table = np.empty((len(hashes), self.num_perm), dtype=np.uint32)
+        for lo in range(0, len(hashes), 65_536):  # in slices: the uint64 intermediate stays small
+            x = (hashes[lo:lo + 65_536] % self._PRIME)[:, None]
             table[lo:lo + 65_536] = (x * a + b) % self._PRIME
         return table
 
@@ -297,11 +317,11 @@ class MinHashLayer:
             clock.append(time.perf_counter())
             self.timings[name] = round(clock[-1] - clock[-2], 3)
 
-        matrix = self.shingle_matrix(texts)
+        matrix, hashes = self.shingle_matrix(texts)
         lap("shingles")
         if len(texts) < 2:
             return Links.empty(len(texts))
-        sig = self.signature_rows(matrix)
+        sig = self.signature_rows(matrix, hashes)
         lap("signatures")
         pairs = self.candidate_pairs(sig, np.flatnonzero(np.diff(matrix.indptr)))
         lap("buckets")

@@ -24,18 +24,69 @@ _CHUNK = 2048  # texts per block: bounds the block's byte arrays in memory
 
 def word_tokens(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(text index, word id) of every word occurrence, in text order; ids number distinct words from 0."""
+    text_of, ids, _ = words_and_vocabulary(texts)
+    return text_of, ids
+
+
+def words_and_vocabulary(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, object]:
+    """`word_tokens`, and the distinct words (UTF-8, an Arrow binary array) in the order of their ids."""
     import pyarrow as pa  # here: a costly import that the CLI's other commands skip
     import pyarrow.compute as pc
 
     blocks = [_block_words(lo, texts[lo:lo + _CHUNK]) for lo in range(0, len(texts), _CHUNK)]
     if not blocks:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32)
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), pa.array([], type=pa.large_binary())
     # One hash table over all the blocks' words: ids agree between blocks. Blocks are not
     # concatenated first: copying hundreds of MB into fresh pages costs more than the hashing.
     encoded = pc.dictionary_encode(pa.chunked_array([words for _, words in blocks]))
     # (Arrow may drop empty chunks: they hold no word, so the order of the ids is unchanged.)
     ids = np.concatenate([np.zeros(0, dtype=np.int32)] + [chunk.indices.to_numpy() for chunk in encoded.chunks])
-    return np.concatenate([text_of for text_of, _ in blocks]), ids
+    # Every chunk carries the whole dictionary.
+    vocabulary = encoded.chunks[0].dictionary if encoded.num_chunks else pa.array([], type=pa.large_binary())
+    return np.concatenate([text_of for text_of, _ in blocks]), ids, vocabulary
+
+
+_POLY_BASE = np.uint64(0x100000001B3)  # odd: the powers never collapse to 0 mod 2**64
+
+
+def content_hashes(values) -> np.ndarray:
+    """A 64-bit hash of each value of an Arrow binary array, from its bytes alone.
+
+    The same bytes hash the same in any process and in any batch of texts, which is what lets a
+    block of texts on a Ray worker compute exactly the MinHash signatures the whole corpus gets
+    here. Vectorised: a polynomial over the bytes (mod 2**64), then SplitMix64's finaliser mixes
+    the bits so that similar words land far apart.
+    """
+    import pyarrow as pa
+
+    values = values.cast(pa.large_binary())
+    n = len(values)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + n + 1]
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8) if values.buffers()[2] is not None \
+        else np.zeros(0, dtype=np.uint8)
+    data = data[offsets[0]:offsets[-1]]
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets)
+    with np.errstate(over="ignore"):
+        powers = np.cumprod(np.r_[np.uint64(1), np.full(max(0, int(lengths.max(initial=0)) - 1), _POLY_BASE)])
+        from_end = np.repeat(offsets[1:], lengths) - 1 - np.arange(len(data))
+        terms = (data.astype(np.uint64) + np.uint64(1)) * powers[from_end]
+        sums = np.zeros(n, dtype=np.uint64)
+        nonempty = lengths > 0
+        if len(terms):
+            sums[nonempty] = np.add.reduceat(terms, offsets[:-1][nonempty])
+        return mix64(sums ^ lengths.astype(np.uint64))
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser over a uint64 array (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _block_words(first: int, texts: Sequence[str]) -> tuple:
