@@ -112,6 +112,33 @@ def test_protocol_on_the_embedded_model(tiny_run, copy_run, tmp_path):
     assert run_status(run).optimization[-1].scores == report.scores
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer, knobs", [
+    ("mipro", {"num_candidates": 2, "num_trials": 2, "max_bootstrapped_demos": 1, "max_labeled_demos": 1}),
+    ("gepa", {"max_metric_calls": 12}),
+])
+def test_mipro_and_gepa_run_on_the_embedded_model(tiny_run, copy_run, tmp_path, optimizer, knobs):
+    """DSPy's MIPROv2 and GEPA compile for real here: the embedded model as student and as their
+    prompt/reflection model, every call through the run store, and a re-run makes none."""
+    run = copy_run(tiny_run)
+    spec = synthboot.parse_spec(TINY_SPEC)
+    rows = [{"question": "How do you open a file for reading in Python?", "answer": "open(path, 'r')"},
+            {"question": "Which keyword starts a function definition in Python?", "answer": "def"},
+            {"question": "What does len() return for a list?", "answer": "The number of items in it."}]
+    with Store(run) as store:
+        import_examples(store, spec, _write_jsonl(tmp_path / "train.jsonl", rows[:2]), "train")
+        import_examples(store, spec, _write_jsonl(tmp_path / "dev.jsonl", rows[2:]), "dev")
+    settings = OptimizeSettings(program="question -> answer", module="predict", optimizer=optimizer,
+                                optimizer_settings=knobs, metric="token_f1", num_threads=1)
+    report = run_optimize(run, settings)
+    compile_phase = next(p for p in report.phases if p.phase == "compile")
+    assert compile_phase.calls > 0
+    assert ("dev", "optimized") in report.scores
+    assert isinstance(load_optimized(run), dspy.Predict)
+    again = run_optimize(run, settings)
+    assert all(p.calls_made == 0 for p in again.phases) and again.scores == report.scores
+
+
 def test_cli_user_error_exits_2(tiny_run, copy_run, tmp_path, capsys):
     run = copy_run(tiny_run)
     assert main(["optimize", str(run), "--program", "question -> nonexistent_output, answer", "--module", "predict",

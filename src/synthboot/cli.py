@@ -166,8 +166,9 @@ def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory.
              threshold: float = typer.Option(0.5, help="Score counted as a pass (demos, failures)."),
              lm: str = typer.Option("local", help="Student LM: 'local' or a DSPy model string."),
              api_base: Optional[str] = typer.Option(None, help="Base URL of the student's OpenAI-compatible server."),
-             judge_lm: Optional[str] = typer.Option(None, help="Judge for semantic_f1 and GEPA's reflection "
-                                                             "(default: the spec's judge, else its generator)."),
+             judge_lm: Optional[str] = typer.Option(None, help="Judge for semantic_f1, GEPA's reflection and MIPROv2's "
+                                                             "prompt model (default: the spec's judge, else its "
+                                                             "generator; for MIPROv2 the student)."),
              adapter: Optional[str] = typer.Option(None, help="json or chat (default: json for the embedded model)."),
              num_threads: int = typer.Option(2, min=1, help="Parallel evaluation threads."),
              test: Optional[Path] = typer.Option(None, "--test", help="JSONL of real labeled examples: "

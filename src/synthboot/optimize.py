@@ -163,7 +163,8 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
         settings = replace(settings, lm=student.model)
     student = student or make_lm(settings.lm, api_base=settings.api_base, max_tokens=settings.max_tokens)
     judge_name = judge.model if judge is not None else settings.judge_lm or spec.judge.lm or spec.generate.lm
-    needs_judge = settings.optimizer == "gepa" or _metric_name(settings, schema, program) == "semantic_f1"
+    needs_judge = settings.optimizer == "gepa" or _metric_name(settings, schema, program) == "semantic_f1" \
+        or (settings.optimizer == "mipro" and settings.judge_lm is not None)  # MIPROv2's prompt model
     if needs_judge and judge is None:
         judge = student if judge_name == settings.lm else make_lm(
             judge_name, api_base=spec.judge.api_base if settings.judge_lm is None else None, max_tokens=600)
@@ -172,7 +173,7 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
     metric = make_metric(metric_name, fields=program.outputs, inputs=program.inputs, threshold=settings.threshold,
                          judge_lm=judge, judge_adapter=JSON_ADAPTER if judge and is_local(judge_name) else None)
     optimizer, compile_kwargs = make_optimizer(settings.optimizer, metric, settings.optimizer_settings,
-                                               num_threads=settings.num_threads, reflection_lm=judge)
+                                               num_threads=settings.num_threads, reflection_lm=judge, task_lm=student)
     examples = {name: [_example(item.fields, program.inputs) for item in items] for name, items in sets.items()}
     recorded = {**asdict(settings), "metric": metric_name, "program": settings.program or _default_program(schema),
                 "judge_lm": judge_name if needs_judge else None,
@@ -195,6 +196,9 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
                 kwargs = {"trainset": examples["train"], **compile_kwargs}
                 if use_valset:
                     kwargs["valset"] = examples["dev"]
+                    if settings.optimizer == "mipro" and len(examples["dev"]) < 35 \
+                            and not {"minibatch", "minibatch_size"} & compile_kwargs.keys():
+                        kwargs["minibatch"] = False  # MIPROv2's minibatches of 35 refuse a smaller dev set
                 optimized = optimizer.compile(program.module.deepcopy(), **kwargs)
             path = Path(store.run_dir) / "programs" / f"optimized-{key}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -71,8 +71,12 @@ def load_program(ref: str | None, schema: TaskSchema, module: str = "cot") -> Pr
 
 
 def make_optimizer(name: str, metric: Callable, settings: dict[str, Any], *, num_threads: int,
-                   reflection_lm: dspy.LM | None) -> tuple[Any, dict[str, Any]]:
-    """DSPy's optimizer `name` and the extra keyword arguments for its `compile()`."""
+                   reflection_lm: dspy.LM | None, task_lm: dspy.LM | None = None) -> tuple[Any, dict[str, Any]]:
+    """DSPy's optimizer `name` and the extra keyword arguments for its `compile()`.
+
+    `task_lm` runs the program (the student); `reflection_lm` (`--judge-lm`) is GEPA's reflection
+    model and MIPROv2's prompt model, which MIPROv2 otherwise takes to be the student too.
+    """
     if name not in OPTIMIZERS:
         raise SynthbootError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     cls = getattr(dspy, OPTIMIZERS[name])
@@ -93,9 +97,14 @@ def make_optimizer(name: str, metric: Callable, settings: dict[str, Any], *, num
     if "num_threads" in init_params:
         init.setdefault("num_threads", num_threads)
     if name == "mipro":
-        init.setdefault("auto", "light")
-        if init["auto"] is None:
-            init.pop("auto")  # explicit num_candidates / num_trials then
+        # "light" unless the user sized the search themselves (MIPROv2 refuses both at once).
+        explicit = "num_candidates" in init or "num_trials" in compile_kwargs
+        init.setdefault("auto", None if explicit else "light")
+        # MIPROv2 reads both models when it is built, not when it compiles: without them it
+        # wants a global dspy.configure(lm=...), which synthboot never sets.
+        if task_lm is not None:
+            init.setdefault("task_model", task_lm)
+            init.setdefault("prompt_model", reflection_lm or task_lm)
     if name == "gepa":
         # GEPA passes a trace while it scores candidates and wants a number back, not pass/fail.
         metric = _numeric(metric)
