@@ -14,7 +14,7 @@ from synthboot.cli import main
 from synthboot.errors import SynthbootError
 from synthboot.importing import import_examples, read_examples
 from synthboot.metrics import bootstrap_ci, make_metric
-from synthboot.optimize import OptimizeSettings, load_optimized, run_optimize
+from synthboot.optimize import OptimizeSettings, freeze_test, load_optimized, run_optimize
 from synthboot.programs import load_program, make_optimizer, parse_settings
 from synthboot.schema import TaskSchema
 from synthboot.status import run_status
@@ -221,3 +221,23 @@ def test_import_checks_rows_and_freezes_them(tmp_path):
     assert main(["import", str(tmp_path / "run"), str(good), "--as", "test"]) == 0
     assert main(["import", str(tmp_path / "run"), str(bad), "--as", "dev"]) == 2
     assert main(["grow", str(tmp_path / "run")]) == 2  # no optimize run to grow from
+
+
+def test_frozen_test_rows_leave_the_split_up_to_date(tiny_run, copy_run, tmp_path):
+    # Once test is frozen (and a human test row sits outside the filtered pool), an unchanged
+    # re-run places nothing again: every placement keeps the row and time it was written with.
+    run = copy_run(tiny_run)
+    spec = synthboot.parse_spec(TINY_SPEC)
+    with Store(run) as store:
+        import_examples(store, spec, _gsm8k_slice(tmp_path, n=1), "test")
+        freeze_test(store)
+    spec_path = tmp_path / "tiny.yaml"
+    spec_path.write_text(TINY_SPEC)
+    synthboot.run(spec_path, run)  # places what the import changed, if anything
+    db = sqlite3.connect(run / "synthboot.db")
+    query = "SELECT candidate_id, split, settings_hash, frozen, assigned_at FROM splits ORDER BY candidate_id"
+    before = db.execute(query).fetchall()
+    assert any(frozen for *_, frozen, _ in before)
+    again = synthboot.run(spec_path, run)
+    assert again.lm_calls_made == 0
+    assert db.execute(query).fetchall() == before

@@ -60,10 +60,14 @@ def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
         pool += [c for c in store.candidates(origin="seed")]
     current = store.splits()
     pool_ids = {c.id for c in pool}
-    if set(current) == pool_ids and all(r["settings_hash"] == stage_hash for r in current.values()):
+    frozen = {cid: r["split"] for cid, r in current.items() if r["frozen"] and cid in pool_ids}
+    # Up to date when every row of the pool is placed and each unfrozen placement was made with
+    # these settings; frozen rows keep the hash they were placed with (and may lie outside the
+    # pool: imported human test rows), so they do not count against it.
+    unfrozen = {cid: r for cid, r in current.items() if not r["frozen"]}
+    if set(unfrozen) | set(frozen) == pool_ids and all(r["settings_hash"] == stage_hash for r in unfrozen.values()):
         result.kept = len(pool)
         return result
-    frozen = {cid: r["split"] for cid, r in current.items() if r["frozen"] and cid in pool_ids}
     fractions = {"train": s.train, "dev": s.dev, "test": s.test}
     if frozen:
         # Test is frozen once an optimizer has seen the data: newcomers go to train and dev only.
