@@ -34,6 +34,12 @@ split: {train: 0.34, dev: 0.33, test: 0.33, seed: 42}
 """
 
 
+def tiny_spec(*, per_topic: int = 2, per_call: int = 2) -> str:
+    """TINY_SPEC with other batch sizes (scripted-LM tests that script a reply per call)."""
+    return TINY_SPEC.replace("per_topic: 2", f"per_topic: {per_topic}").replace("per_call: 2", f"per_call: {per_call}")
+
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """All user state goes under a temporary SYNTHBOOT_HOME."""

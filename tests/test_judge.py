@@ -7,7 +7,7 @@ import json
 import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.store import Store
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, tiny_spec
 
 
 def judged(run) -> dict[int, dict]:
@@ -41,7 +41,7 @@ def test_judge_scores_on_the_real_model_and_threshold_reruns_make_no_call(tiny_r
 
 def test_unparseable_verdicts_are_a_reason_and_the_rubric_reaches_the_judge(tmp_path):
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(TINY_SPEC.replace("per_topic: 2", "per_topic: 1").replace("per_call: 2", "per_call: 1")
+    spec_path.write_text(tiny_spec(per_topic=1, per_call=1)
                          + "dedup: {semantic: false}\njudge: {enabled: true, rubric: 'RUBRIC-MARKER'}\n")
     example = {"question": "How do I open a file for appending in Python?", "answer": "open(path, 'a') appends.",
                "difficulty": "easy"}

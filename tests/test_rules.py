@@ -14,7 +14,7 @@ from synthboot.rules import compile_rules
 from synthboot.schema import TaskSchema
 from synthboot.spec import RuleSpec, parse_spec
 from synthboot.store import Store
-from tests.conftest import TINY_SPEC
+from tests.conftest import TINY_SPEC, tiny_spec
 
 SPEC = parse_spec(TINY_SPEC)
 SCHEMA = TaskSchema.from_spec(SPEC)
@@ -87,8 +87,7 @@ def test_a_bad_rule_is_a_spec_error_naming_its_field(rule, where):
 
 def test_parse_failures_and_every_rule_are_counted_reasons_never_silent_drops(tmp_path):
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(TINY_SPEC.replace("per_topic: 2", "per_topic: 3").replace("per_call: 2", "per_call: 3")
-                         + "dedup: {semantic: false}\n")
+    spec_path.write_text(tiny_spec(per_topic=3, per_call=3) + "dedup: {semantic: false}\n")
     good = {"question": "How do I open a file for appending in Python?", "answer": "open(path, 'a') appends.",
             "difficulty": "easy"}
     replies = [

@@ -10,10 +10,9 @@ import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.status import run_status
 from synthboot.store import Store
-from tests.conftest import TINY_SPEC
+from tests.conftest import tiny_spec
 
-BASE = TINY_SPEC.replace("per_topic: 2", "per_topic: 1").replace("per_call: 2", "per_call: 2") + \
-    "dedup: {semantic: false}\n"
+BASE = tiny_spec(per_topic=1) + "dedup: {semantic: false}\n"
 
 
 def generator(unique: bool, difficulty: str = "easy"):

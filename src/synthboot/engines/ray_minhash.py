@@ -52,10 +52,8 @@ def map_block(texts: list[str], start: int, p: dict[str, Any], partitions: int) 
     flat = hashes[matrix.indices]
     flat = flat[np.lexsort((flat, row_of))]
     nonempty = np.flatnonzero(lengths)
-    mult = np.random.default_rng(layer.seed + 1).integers(1, 2**63 - 1, size=layer.rows, dtype=np.uint64)
-    mult |= np.uint64(1)
-    keys = np.stack([(sig[nonempty, k * layer.rows:(k + 1) * layer.rows].astype(np.uint64) * mult).sum(axis=1)
-                     for k in range(layer.bands)], axis=1)  # wraps mod 2**64, as in MinHashLayer
+    signed = sig[nonempty]
+    keys = np.stack([layer.band_keys(signed, band) for band in range(layer.bands)], axis=1)
     triples = np.stack([np.tile(np.arange(layer.bands, dtype=np.uint64), len(nonempty)), keys.reshape(-1),
                         np.repeat((nonempty + start).astype(np.uint64), layer.bands)], axis=1)
     part = ((triples[:, 1] ^ (triples[:, 0] * np.uint64(0x9E3779B97F4A7C15))) % np.uint64(partitions)).astype(np.int64)
@@ -92,7 +90,7 @@ def score_pairs(pairs: np.ndarray, p: dict[str, Any], block_size: int, exact: bo
     whose signatures agree on fewer than threshold - 0.2 of the permutations are dropped, then
     the rest get their exact Jaccard (`exact=False`: the signatures' agreement is the score).
     """
-    threshold, num_perm = p["threshold"], p["num_perm"]
+    layer = _layer(p)
     if len(pairs) == 0:
         return np.zeros((0, 3)), _peak_mb()
     bi, bj = pairs[:, 0] // block_size, pairs[:, 1] // block_size
@@ -103,8 +101,8 @@ def score_pairs(pairs: np.ndarray, p: dict[str, Any], block_size: int, exact: bo
             left = blocks[x][2][pairs[sel, 0] % block_size]
             right = blocks[y][2][pairs[sel, 1] % block_size]
             agree[sel] = np.count_nonzero(left == right, axis=1)
-    keep = agree >= (threshold - 0.2) * num_perm
-    pairs, scores = pairs[keep], agree[keep] / num_perm
+    keep = agree >= layer.min_agreement
+    pairs, scores = pairs[keep], agree[keep] / layer.num_perm
     if exact:
         for n in range(len(pairs)):
             i, j = int(pairs[n, 0]), int(pairs[n, 1])
@@ -114,7 +112,7 @@ def score_pairs(pairs: np.ndarray, p: dict[str, Any], block_size: int, exact: bo
             b = fj[oj[j % block_size]:oj[j % block_size + 1]]
             inter = len(np.intersect1d(a, b, assume_unique=True))
             scores[n] = inter / max(1, len(a) + len(b) - inter)
-    hit = scores >= threshold
+    hit = scores >= layer.threshold
     return np.column_stack([pairs[hit], scores[hit]]).astype(np.float64), _peak_mb()
 
 

@@ -157,8 +157,6 @@ class NativeEngine:
     provider: str
 
     def complete(self, request: Any, fallback: dspy.LM) -> Any:
-        from dspy.clients.errors import wrap_error
-
         try:
             # What DSPy checks before each native call: a request lm15 cannot carry goes the way
             # DSPy would send it (LiteLLM), through the inner LM.
@@ -168,6 +166,8 @@ class NativeEngine:
         try:
             return self.engine.complete(request)
         except Exception as exc:
+            from dspy.clients.errors import wrap_error  # here: only a failed call needs it
+
             # The same projection DSPy applies at its boundary: lm15 errors become DSPy's
             # LMRateLimitError (with retry_after), LMTransportError...
             error = wrap_error(exc, model=fallback.model, provider=self.provider)

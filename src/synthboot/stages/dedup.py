@@ -293,19 +293,30 @@ class MinHashLayer:
 
         `sig` is texts x num_perm (`signature_rows`).
         """
-        rng = np.random.default_rng(self.seed + 1)
-        mult = rng.integers(1, 2**63 - 1, size=self.rows, dtype=np.uint64) | np.uint64(1)
         n = sig.shape[0]
+        signed = sig[nonempty] if len(nonempty) < n else sig  # one copy, not one per band
         codes = []
         for band in range(self.bands):
-            block = sig[nonempty, band * self.rows:(band + 1) * self.rows].astype(np.uint64)
-            keys = (block * mult).sum(axis=1)  # a hash of the band's rows; wraps mod 2**64
+            keys = self.band_keys(signed, band)
             order = np.argsort(keys, kind="stable")
             x, y = _bucket_mates(keys[order], self.max_bucket)
             x, y = nonempty[order[x]], nonempty[order[y]]
             codes.append(np.maximum(x, y) * n + np.minimum(x, y))
         unique = unique_sorted(np.concatenate(codes)) if codes else np.zeros(0, dtype=np.int64)
         return np.stack([unique // n, unique % n], axis=1)
+
+    def band_keys(self, sig: np.ndarray, band: int) -> np.ndarray:
+        """Each signature's bucket key in `band`: a hash of its rows there (wraps mod 2**64)."""
+        mult = np.random.default_rng(self.seed + 1).integers(1, 2**63 - 1, size=self.rows, dtype=np.uint64)
+        mult |= np.uint64(1)
+        return (sig[:, band * self.rows:(band + 1) * self.rows].astype(np.uint64) * mult).sum(axis=1)
+
+    @property
+    def min_agreement(self) -> float:
+        """Permutations two signatures must agree on before their exact Jaccard is worth computing:
+        threshold - 0.2 of them (a generous margin for their noise: 6 standard deviations at 0.85
+        with 128 permutations)."""
+        return (self.threshold - 0.2) * self.num_perm
 
     def links(self, texts: Sequence[str]) -> Links:
         import time
@@ -333,9 +344,8 @@ class MinHashLayer:
         return Links.from_pairs(len(texts), pairs[hit, 0], pairs[hit, 1], scores[hit])
 
     def _signatures_agree(self, sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-        """A cheap filter before the exact Jaccard: signatures agreeing on at least threshold - 0.2
-        (a generous margin for their noise: 6 standard deviations at 0.85 with 128 permutations)."""
-        need = (self.threshold - 0.2) * self.num_perm
+        """A cheap filter before the exact Jaccard: signatures agreeing on `min_agreement` permutations."""
+        need = self.min_agreement
         keep = np.zeros(len(pairs), dtype=bool)
         for lo in range(0, len(pairs), 8192):  # small chunks: the compared rows stay in cache
             i, j = pairs[lo:lo + 8192, 0], pairs[lo:lo + 8192, 1]
