@@ -26,6 +26,7 @@ from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.stages.generate import make_generator, plan_tasks
+from synthboot.stages.strategies import prompt_inputs
 from synthboot.store import Store
 
 CHAT_TEMPLATE_TOKENS = 6  # role markers per message that the chat template adds
@@ -114,15 +115,16 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
     gen_lm = lm or spec.generate.lm
     schema = TaskSchema.from_spec(spec)
     seeds = all_seeds(spec)
-    seeds_json = json.dumps(seeds, indent=1, ensure_ascii=False)
     measured = measured_calls(Path(measured_from)) if measured_from else {}
     out = Estimate()
     concurrency = max(1, spec.generate.concurrency)
 
-    tasks = plan_tasks(spec, limit=limit)
-    signature = make_generator(schema, spec).predictors()[0].signature
-    prompt = sum(prompt_tokens(gen_lm, signature, {"task": spec.task, "seed_examples": seeds_json,
-                                                   "topic": t.topic, "count": t.count}) for t in tasks)
+    # With no topics listed, the LM proposes `generate.subtopics` of them in one more call.
+    topics = spec.topics or [f"subtopic {i + 1}" for i in range(spec.generate.subtopics)]
+    tasks = plan_tasks(spec, limit=limit, topics=topics)
+    prompt = sum(prompt_tokens(gen_lm, make_generator(schema, spec, t.cell).predictors()[0].signature,
+                               prompt_inputs(spec, schema, spec.generate.strategy, t, seeds, []))
+                 for t in tasks)
     per_item = statistics.fmean(count_tokens(gen_lm, json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds \
         else spec.generate.max_string_length // 4 * max(1, len(schema.names))
     if "generate" in measured:

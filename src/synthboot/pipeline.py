@@ -23,6 +23,7 @@ from synthboot.spec import Spec
 from synthboot.stages import StageResult
 from synthboot.stages.generate import GenerateResult, plan_tasks
 from synthboot.stages.split import run_split
+from synthboot.stages.subtopics import resolve_topics, with_topics
 from synthboot.stages.diversity import record as record_diversity
 from synthboot.status import candidate_outcomes, kept_candidates
 from synthboot.store import Store
@@ -73,6 +74,10 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             gen_lm = lm_object or make_lm(spec.generate.lm, api_base=spec.generate.api_base,
                              temperature=spec.generate.temperature, max_tokens=spec.generate.max_tokens,
                              instances=workers, limits=limits)
+            # No topics in the spec: the LM proposes them once; the run keeps them (stages.subtopics),
+            # and the stored spec carries them so every later command sees the same topics.
+            spec = with_topics(spec, resolve_topics(store, spec, gen_lm))
+            store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
             tasks = plan_tasks(spec, limit=limit)
             guard = None if budget is None else BudgetGuard(
                 store, parse_budget(budget) if isinstance(budget, str) else budget,

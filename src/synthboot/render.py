@@ -39,6 +39,10 @@ def print_status(console: Console, status: RunStatus) -> None:
         t = TopUpResult(**status.topup)
         console.print(t.summary() if t.reached else f"[yellow]{t.summary()}[/yellow]", highlight=False)
 
+    if status.subtopics:
+        console.print(f"topics proposed by the LM ({len(status.subtopics)}; to edit them, list them as `topics:` in "
+                      "the spec): " + "; ".join(status.subtopics), highlight=False)
+
     splits = Table(title="splits", show_header=True)
     for name in ("train", "dev", "test"):
         splits.add_column(name, justify="right")

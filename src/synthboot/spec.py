@@ -73,6 +73,11 @@ class GenerateSpec(_Strict):
     seeds_per_call: int | None = Field(None, ge=1)
     max_string_length: int = Field(400, ge=8, le=10_000_000)
     instructions: str | None = None
+    # How a batch asks for examples (synthboot.stages.strategies; chosen by BENCHMARKS.md's
+    # generation-strategy table): few_shot, conditioned, style_seeds, subtopics or mutate.
+    strategy: Literal["few_shot", "conditioned", "style_seeds", "subtopics", "mutate"] = "conditioned"
+    # How many subtopics the LM proposes when the spec lists no `topics` (stored in the run).
+    subtopics: int = Field(8, ge=1, le=200)
 
 
 class RuleSpec(_Strict):
@@ -186,7 +191,8 @@ class Spec(_Strict):
     inputs: list[str] | None = None
     seeds: list[dict[str, Any]] = Field(default_factory=list)
     seeds_file: str | None = None
-    topics: list[str] = Field(..., min_length=1)
+    # Optional: with none, the LM proposes `generate.subtopics` of them (synthboot.stages.subtopics).
+    topics: list[str] = Field(default_factory=list)
     generate: GenerateSpec = Field(default_factory=GenerateSpec)
     rules: list[RuleSpec] = Field(default_factory=list)
     dedup: DedupSpec = Field(default_factory=DedupSpec)

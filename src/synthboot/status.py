@@ -52,6 +52,7 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    subtopics: list[str] | None = None  # the topics the LM proposed (synthboot.stages.subtopics)
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -125,12 +126,15 @@ def run_status(run_dir: str | Path) -> RunStatus:
         kept = kept_candidates(store)
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
         topup = store.get_meta(TOPUP_META)
+        from synthboot.stages.subtopics import stored_subtopics
+
+        subtopics = stored_subtopics(store)
         failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
         from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup)
+                     topup=topup, subtopics=subtopics)
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:

@@ -94,8 +94,11 @@ def plan_topup(spec: Spec, round_: int, want: dict[str, int], max_calls: int | N
             guidance = "" if name == "topic" or not value else (
                 f"Top-up round {round_}: the dataset is short of examples with {name} = {value!r}. "
                 f"Every example in this batch must have {name} = {value!r}.")
+            # Strategies that ask for a cell also pin the short value in the output grammar.
+            cell = ((name, value),) if guidance and spec.generate.strategy != "few_shot" else ()
             tasks.append(GenerationTask(key=f"gen:topup{round_}:{name}={value}:{topic}:{b}", topic=topic,
-                                        count=min(per_call, asked - b * per_call), round=round_, guidance=guidance))
+                                        count=min(per_call, asked - b * per_call), round=round_, guidance=guidance,
+                                        cell=cell))
     return tasks[:max_calls] if max_calls is not None else tasks
 
 

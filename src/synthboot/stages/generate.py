@@ -27,6 +27,7 @@ from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.secrets import scrub
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
+from synthboot.stages import strategies
 from synthboot.store import Store
 
 STAGE = "generate"
@@ -40,6 +41,17 @@ class GenerationTask:
     round: int = 0
     # Extra guidance for this batch (top-up and failure-driven growth aim batches with it).
     guidance: str = ""
+    # The target cell ((enum field, value), ...) the strategy asks for and pins in the grammar.
+    cell: tuple[tuple[str, str], ...] = ()
+    # Batches of wave w run after every batch of earlier waves: strategies that show earlier
+    # examples (style_seeds, mutate) read only waves before their own, so prompts are reproducible.
+    wave: int = 0
+    slot: int = 0  # rotation index (seed window, mutation source): topic index + batch index
+    mutation: str = ""  # the `mutate` strategy's change: subject, constraint or enum
+
+    def __post_init__(self) -> None:
+        # Stored plans come back from JSON with lists; keep the task hashable.
+        object.__setattr__(self, "cell", tuple(tuple(pair) for pair in self.cell))
 
 
 @dataclass
@@ -52,47 +64,43 @@ class GenerateResult:
     errors: list[str] = field(default_factory=list)
 
 
-def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0) -> list[GenerationTask]:
+def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0,
+               topics: list[str] | None = None) -> list[GenerationTask]:
     """The batches of a round, round-robin over topics so any prefix covers topics evenly.
 
     `limit` caps the number of candidates asked for, shared evenly across the topics (so a quick
-    `--limit 40` run still covers every topic of ten).
+    `--limit 40` run still covers every topic of ten). `topics` overrides the spec's (the LM's
+    proposed subtopics). Each batch carries what its strategy needs: its target cell, its wave.
     """
-    per_call, per_topic, topics = spec.generate.per_call, spec.generate.per_topic, spec.topics
+    per_call, per_topic = spec.generate.per_call, spec.generate.per_topic
+    topics = list(topics if topics is not None else spec.topics)
+    strategy = spec.generate.strategy
+    schema = TaskSchema.from_spec(spec)
     quota = {t: per_topic for t in topics}
     if limit is not None and limit < per_topic * len(topics):
         base, extra = divmod(limit, len(topics))
         quota = {t: min(per_topic, base + (1 if i < extra else 0)) for i, t in enumerate(topics)}
     tasks = []
     for b in range(math.ceil(per_topic / per_call)):
-        for topic in topics:
+        for i, topic in enumerate(topics):
             count = min(per_call, quota[topic] - b * per_call)
-            if count > 0:
+            if count <= 0:
+                continue
+            if strategy == "few_shot":
                 tasks.append(GenerationTask(key=f"gen:r{round}:{topic}:{b}", topic=topic, count=count, round=round))
+                continue
+            mutation = strategies.mutation_of(spec, schema, i, b) if strategy == "mutate" else ""
+            cell = strategies.plan_cell(spec, schema, i, b) if mutation in ("", "enum") else ()
+            label = "".join(f":{v}" for _, v in cell) + (f":{mutation}" if mutation else "")
+            tasks.append(GenerationTask(
+                key=f"gen:r{round}:{strategy}:{topic}:{b}{label}", topic=topic, count=count, round=round,
+                cell=cell, wave=b if strategy in strategies.USES_HISTORY else 0, slot=i + b, mutation=mutation))
     return tasks
 
 
-class GenerateExamples(dspy.Signature):
-    """Generate new examples for the task below, matching the seed examples in format, style and quality.
-    Every example must be specific and factually accurate. Vary the examples; do not repeat or
-    paraphrase the seed examples."""
-
-    task: str = dspy.InputField(desc="What the examples are for")
-    seed_examples: str = dspy.InputField(desc="Existing examples to match in style and quality (JSON)")
-    topic: str = dspy.InputField(desc="The topic every new example must be about")
-    count: int = dspy.InputField(desc="How many new examples to write")
-
-
-def make_generator(schema: TaskSchema, spec: Spec) -> dspy.Module:
-    """A DSPy module `task, seed_examples, topic, count -> examples: list[Example]`."""
-    item = schema.bounded_model(spec.generate.max_string_length)
-    sig = GenerateExamples.append(
-        "examples", dspy.OutputField(desc=f"A JSON list of exactly `count` new examples with fields: "
-                                          f"{', '.join(schema.names)}"),
-        list[item])  # type: ignore[valid-type]
-    if spec.generate.instructions:
-        sig = sig.with_instructions(spec.generate.instructions)
-    return dspy.ChainOfThought(sig) if spec.generate.module == "cot" else dspy.Predict(sig)
+def make_generator(schema: TaskSchema, spec: Spec, cell: tuple = ()) -> dspy.Module:
+    """The strategy's DSPy module: its inputs -> examples: list[Example] (cell fields pinned)."""
+    return strategies.make_module(schema, spec, spec.generate.strategy, cell)
 
 
 def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTask], *,
@@ -100,7 +108,9 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                  should_stop: Callable[[], bool] | None = None) -> GenerateResult:
     """Run the tasks not yet done; store each one's candidates as it completes."""
     schema = TaskSchema.from_spec(spec)
-    generator = make_generator(schema, spec)
+    strategy = spec.generate.strategy
+    generators: dict[tuple, dspy.Module] = {}
+    generators_lock = threading.Lock()
     seeds = all_seeds(spec)
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
@@ -110,14 +120,20 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
     halted = threading.Event()  # an error no other task can get past (a bad key, a broken spec)
 
-    def one(task: GenerationTask) -> int | None:
+    def generator_for(cell: tuple) -> dspy.Module:
+        with generators_lock:
+            if cell not in generators:
+                generators[cell] = make_generator(schema, spec, cell)
+            return generators[cell]
+
+    def one(task: GenerationTask, history: list) -> int | None:
         # Checked as each task starts, on the worker: a stop (budget, Ctrl-C, a failing server)
         # leaves the tasks not yet started undone for the next run.
         if (should_stop and should_stop()) or streak.tripped or halted.is_set():
             return None
         try:
-            count = _run_task(store, spec, schema, generator, lm,
-                              seeds_shown(seeds, task, spec.generate.seeds_per_call), task)
+            inputs = strategies.prompt_inputs(spec, schema, strategy, task, seeds, history)
+            count = _run_task(store, spec, schema, generator_for(task.cell), lm, inputs, task)
         except Exception as exc:
             streak.failed(exc)
             if isinstance(exc, SynthbootError) or fatal_error(exc, lm.model) is not None:
@@ -132,28 +148,30 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     # `_run_task`), so a crash loses only the calls in flight.
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate")
     try:
-        futures = {pool.submit(one, task): task for task in todo}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                count = future.result()
-                if count is None:
-                    continue
-                result.candidates += count
-                result.tasks_run += 1
-            except Exception as exc:  # an LM failure is recorded, the run goes on
-                result.tasks_failed += 1
-                result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
-                store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
-                                error=f"{type(exc).__name__}: {exc}")
-                store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
-                if isinstance(exc, SynthbootError):
-                    raise
-                if (fatal := fatal_error(exc, lm.model)) is not None:
-                    raise fatal from None
-            finished += 1
-            if on_progress:
-                on_progress(finished, len(tasks))
+        for wave in sorted({t.wave for t in todo}):
+            history = _history(store, tasks, wave) if strategy in strategies.USES_HISTORY else []
+            futures = {pool.submit(one, task, history): task for task in todo if task.wave == wave}
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    count = future.result()
+                    if count is None:
+                        continue
+                    result.candidates += count
+                    result.tasks_run += 1
+                except Exception as exc:  # an LM failure is recorded, the run goes on
+                    result.tasks_failed += 1
+                    result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
+                    store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
+                                    error=f"{type(exc).__name__}: {exc}")
+                    store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
+                    if isinstance(exc, SynthbootError):
+                        raise
+                    if (fatal := fatal_error(exc, lm.model)) is not None:
+                        raise fatal from None
+                finished += 1
+                if on_progress:
+                    on_progress(finished, len(tasks))
     except BaseException as exc:
         # On Ctrl-C/SIGTERM do not wait for the calls in flight (a hung server, retries asleep, a
         # slow local call): their replies would be lost anyway, and the user asked to stop now.
@@ -177,16 +195,24 @@ def seeds_shown(seeds: list[dict], task: GenerationTask, per_call: int | None) -
     return json.dumps(seeds, indent=1, ensure_ascii=False)
 
 
+def _history(store: Store, tasks: list[GenerationTask], wave: int) -> list:
+    """The candidates of this plan's batches in waves before `wave`, in generation order."""
+    from synthboot.stages import generation_order
+
+    earlier = {t.key for t in tasks if t.wave < wave}
+    if not earlier:
+        return []
+    return sorted((c for c in store.candidates(origin="lm") if c.task_key in earlier), key=generation_order)
+
+
 def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Module, lm: dspy.LM,
-              seeds_json: str, task: GenerationTask) -> int:
-    task_text = spec.task + (f"\n\n{task.guidance}" if task.guidance else "")
+              inputs: dict[str, Any], task: GenerationTask) -> int:
     # The seed makes each batch a distinct request (and sample) even when its prompt repeats.
     seed = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big")
     parse_error = None
     with dspy.context(lm=lm, adapter=JSON_ADAPTER), call_scope(STAGE) as scope:
         try:
-            generator(task=task_text, seed_examples=seeds_json, topic=task.topic, count=task.count,
-                      config={"seed": seed, "temperature": spec.generate.temperature,
+            generator(**inputs, config={"seed": seed, "temperature": spec.generate.temperature,
                               "max_tokens": spec.generate.max_tokens})
         except dspy.utils.exceptions.AdapterParseError as exc:
             # The raw reply is in the store; salvage its items one by one below.
