@@ -12,10 +12,12 @@ run directory. Per strategy and spec it reports:
   distinct-2 of the parsed input texts;
 - calls and wall time.
 
-    python bench/generation_strategies.py --limit 20 [--strategies conditioned,few_shot] [--lm local]
+    python bench/generation_strategies.py --topics 4 --per-call 2 --limit 16 [--strategies conditioned,few_shot] [--lm local]
 
-The `subtopics` strategy runs with the spec's topics removed (the LM proposes as many as the spec
-listed, one extra call); the others use the spec's topics.
+`--topics N` keeps each spec's first N topics and `--per-call` sets generate.per_call, so a run on
+the embedded model fits the time (with --limit 16, 4 topics and 2 per call: 8 calls per spec, two
+batches per topic, so the strategies that read earlier waves get a second wave). The `subtopics`
+strategy runs with the topics removed: the LM proposes as many (one extra call).
 """
 
 from __future__ import annotations
@@ -81,11 +83,15 @@ def measure(run_dir: Path, spec) -> dict:
             "rejected": {stage: dict(c) for stage, c in status.funnel.rejected.items()}}
 
 
-def run_one(name: str, strategy: str, limit: int, lm: str | None, out: Path) -> dict:
+def run_one(name: str, strategy: str, limit: int, lm: str | None, out: Path, topics: int | None = None,
+            per_call: int | None = None) -> dict:
     import synthboot
 
     spec = synthboot.load_spec(SPECS[name])
-    update: dict = {"generate": spec.generate.model_copy(update={"strategy": strategy})}
+    if topics:
+        spec = spec.model_copy(update={"topics": spec.topics[:topics]})
+    generate = {"strategy": strategy, **({"per_call": per_call} if per_call else {})}
+    update: dict = {"generate": spec.generate.model_copy(update=generate)}
     if strategy == "subtopics":
         update["generate"] = update["generate"].model_copy(update={"subtopics": len(spec.topics)})
         update["topics"] = []
@@ -119,6 +125,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=20, help="candidates asked per spec and strategy")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--specs", default=",".join(SPECS))
+    parser.add_argument("--topics", type=int, default=None, help="keep each spec's first N topics")
+    parser.add_argument("--per-call", type=int, default=None, help="generate.per_call for every run")
     parser.add_argument("--lm", default=None, help="generator LM (default: the spec's, the embedded model)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run directories here")
     parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
@@ -127,7 +135,7 @@ def main() -> None:
     rows = []
     for name in args.specs.split(","):
         for strategy in args.strategies.split(","):
-            row = run_one(name, strategy, args.limit, args.lm, out)
+            row = run_one(name, strategy, args.limit, args.lm, out, args.topics, args.per_call)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(table(rows))

@@ -199,7 +199,18 @@ def _schema_of(response_format: Any) -> dict[str, Any] | None:
         schema = response_format.get("schema")
     if schema is None:
         return {"type": "object"} if response_format.get("type") in ("json_object", "json_schema") else None
-    return bound_strings(schema, 400)
+    return bound_strings(_examples_not_empty(schema), 400)
+
+
+def _examples_not_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """At least one item in the generator's `examples` list (DSPy drops minItems from the schema).
+
+    Unconstrained, SmolLM2 answered `{"examples": []}` in 3 of 10 generation calls.
+    """
+    examples = (schema.get("properties") or {}).get("examples")
+    if isinstance(examples, dict) and examples.get("type") == "array" and "minItems" not in examples:
+        schema = {**schema, "properties": {**schema["properties"], "examples": {**examples, "minItems": 1}}}
+    return schema
 
 
 def _seed_of(messages: list[dict[str, Any]], config: Any) -> int:

@@ -90,8 +90,8 @@ def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0,
                 tasks.append(GenerationTask(key=f"gen:r{round}:{topic}:{b}", topic=topic, count=count, round=round))
                 continue
             mutation = strategies.mutation_of(spec, schema, i, b) if strategy == "mutate" else ""
-            cell = strategies.plan_cell(spec, schema, i, b) if mutation in ("", "enum") else ()
-            label = "".join(f":{v}" for _, v in cell) + (f":{mutation}" if mutation else "")
+            cell = strategies.plan_cell(spec, schema, i, b, topic) if mutation in ("", "enum") else ()
+            label = "".join(f":{v}" for k, v in cell if k != strategies.TOPIC_FIELD) + (f":{mutation}" if mutation else "")
             tasks.append(GenerationTask(
                 key=f"gen:r{round}:{strategy}:{topic}:{b}{label}", topic=topic, count=count, round=round,
                 cell=cell, wave=b if strategy in strategies.USES_HISTORY else 0, slot=i + b, mutation=mutation))

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import annotated_types
 
 import dspy
 from pydantic import ConfigDict, create_model
 
-from synthboot.schema import TaskSchema
+from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.store import Candidate
 
@@ -36,6 +38,7 @@ USES_HISTORY = ("style_seeds", "mutate")
 MUTATIONS = ("subject", "constraint", "enum")
 AVOID_SHOWN = 5  # earlier examples listed as "do not repeat"
 STYLE_SEEDS = 2  # seeds shown per batch by `style_seeds` when `seeds_per_call` is unset
+TOPIC_FIELD = "topic"
 
 Cell = tuple[tuple[str, str], ...]
 
@@ -122,24 +125,38 @@ def value_cycle(values: Sequence[str], weights: dict[str, float] | None) -> list
     return out
 
 
-def plan_cell(spec: Spec, schema: TaskSchema, topic_index: int, batch: int) -> Cell:
+def plan_cell(spec: Spec, schema: TaskSchema, topic_index: int, batch: int, topic: str | None = None) -> Cell:
     """The target cell of batch `batch` of the topic at `topic_index`.
 
     Across topics the first batches follow each field's target mix; within a topic, successive
     batches move on through the values. A second enum field advances once per period of the first,
-    so the combinations spread too.
+    so the combinations spread too. A task field named `topic` (an output) is the batch's topic.
     """
     from synthboot.stages.diversity import diversity_field, targets_of
 
     targets = targets_of(spec, schema)
     main = diversity_field(spec, schema)
     cell: list[tuple[str, str]] = []
+    if topic is not None and topic_field_fits(spec, schema, topic):
+        cell.append((TOPIC_FIELD, topic))
     step = 1
     for name, values in cell_fields(spec, schema).items():
         cycle = value_cycle(values, targets.get(name) if name == main else None)
         cell.append((name, cycle[(topic_index + batch // step) % len(cycle)]))
         step *= len(values)
     return tuple(cell)
+
+
+def topic_field_fits(spec: Spec, schema: TaskSchema, topic: str) -> bool:
+    """Whether the task has an output field `topic` of type str that accepts this topic."""
+    if TOPIC_FIELD not in schema.outputs or schema.model.model_fields[TOPIC_FIELD].annotation is not str:
+        return False
+    seeds = all_seeds(spec)
+    try:
+        schema.validate_item({**(seeds[0] if seeds else {}), TOPIC_FIELD: topic})
+    except Exception:  # noqa: BLE001 - too long, wrong pattern: leave the field to the model
+        return False
+    return True
 
 
 def mutation_of(spec: Spec, schema: TaskSchema, topic_index: int, batch: int) -> str:
@@ -149,14 +166,25 @@ def mutation_of(spec: Spec, schema: TaskSchema, topic_index: int, batch: int) ->
 
 # -- prompts ---------------------------------------------------------------------------------------
 def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
-    """The output item's model: the task's bounded model with each cell field pinned to its value."""
+    """The output item's model, which the local engine turns into the output grammar.
+
+    The task's bounded model, with each cell field pinned to its value, and the spec's
+    `min_length` rules as minimum lengths: what the filters would reject is not generated (on
+    SmolLM2, 5 of 15 answers were shorter than the example spec's 20 characters).
+    """
     bounded = schema.bounded_model(spec.generate.max_string_length)
-    if not cell:
-        return bounded
     pinned = dict(cell)
+    minimums = {r.field: int(r.value) for r in spec.rules
+                if r.check == "min_length" and r.field and r.value and r.field not in pinned}
+    if not pinned and not minimums:
+        return bounded
     fields: dict[str, Any] = {}
     for name, info in bounded.model_fields.items():
-        annotation = Literal[pinned[name]] if name in pinned else info.annotation  # type: ignore[valid-type]
+        annotation = info.annotation
+        if name in pinned:
+            annotation = Literal[pinned[name]]  # type: ignore[valid-type]
+        elif name in minimums and annotation is str:
+            annotation = Annotated[str, annotated_types.MinLen(minimums[name])]
         fields[name] = (annotation, info)
     return create_model(bounded.__name__, __config__=ConfigDict(extra="forbid"), **fields)
 
