@@ -11,10 +11,12 @@ import re
 from collections import Counter
 
 import pytest
+from rich.console import Console
 
 import synthboot
 from synthboot.errors import SynthbootError
 from synthboot.lm.scripted import scripted_lm
+from synthboot.render import print_status
 from synthboot.schema import all_seeds
 from synthboot.stages.generate import plan_tasks
 from synthboot.stages.strategies import value_cycle
@@ -138,6 +140,10 @@ def test_subtopics_are_proposed_once_stored_listed_and_reused(tmp_path):
     # Case-insensitive duplicates dropped, capped at `subtopics`.
     assert status.subtopics == ["file handling", "context managers", "string formatting"]
     assert status.spec.topics == status.subtopics  # the stored spec carries them for every later command
+    console = Console(record=True, width=200)
+    print_status(console, status)
+    text = console.export_text()
+    assert "topics proposed by the LM (3" in text and "file handling; context managers; string formatting" in text
     with Store(tmp_path / "run") as store:
         topics = {c.topic for c in store.candidates(origin="lm")}
         purposes = Counter(r[0] for r in store.query("SELECT purpose FROM lm_calls"))
