@@ -130,14 +130,15 @@ def test_subtopics_are_proposed_once_stored_listed_and_reused(tmp_path):
     text = re.sub(r"\ntopics: .*\n", "\n", TINY_SPEC) + "dedup: {semantic: false}\n"
     spec = spec_with(text, strategy="subtopics", subtopics=3, per_topic=1, per_call=1)
     assert spec.topics == []
-    proposal = json.dumps({"subtopics": ["file handling", "File Handling ", "context managers", "string formatting"]})
+    proposal = json.dumps({"subtopics": ["file handling", "File Handling ", "}, { ,", "context managers",
+                                         "string formatting"]})
     examples = examples_reply()
     lm = scripted_lm([lambda prompt: proposal if "[[ ## seed_examples ## ]]" in prompt else examples(prompt)],
                      cycle=True)
     synthboot.run(spec, tmp_path / "run", lm=lm)
     assert "subtopics" in str(lm.engine.requests[0].system).lower()
     status = run_status(tmp_path / "run")
-    # Case-insensitive duplicates dropped, capped at `subtopics`.
+    # Case-insensitive duplicates and JSON debris dropped, capped at `subtopics`.
     assert status.subtopics == ["file handling", "context managers", "string formatting"]
     assert status.spec.topics == status.subtopics  # the stored spec carries them for every later command
     console = Console(record=True, width=200)

@@ -53,13 +53,14 @@ def stored_subtopics(store: Store) -> list[str] | None:
 
 
 def clean(proposed: list, limit: int) -> list[str]:
-    """Unique (case- and space-insensitive), non-empty, at most `limit`, in the LM's order."""
+    """Unique (case- and space-insensitive), wordy, at most `limit`, in the LM's order."""
     out: list[str] = []
     seen: set[str] = set()
     for item in proposed:
         text = re.sub(r"\s+", " ", str(item)).strip(" -*.\t")
         norm = text.lower()
-        if len(norm) >= 2 and norm not in seen:
+        # Two word characters at least: a small model's JSON debris ("}, { ,") is no topic.
+        if len(re.findall(r"\w", norm)) >= 2 and norm not in seen:
             seen.add(norm)
             out.append(text)
     return out[:limit]
