@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from synthboot.status import RunStatus
@@ -44,6 +45,8 @@ def print_status(console: Console, status: RunStatus) -> None:
         splits.add_column(name, justify="right")
     splits.add_row(*(str(f.splits.get(name, 0)) for name in ("train", "dev", "test")))
     console.print(splits)
+    for warning in status.split_warnings:
+        console.print(f"[yellow]WARNING:[/yellow] {escape(warning)}", highlight=False)
 
     c = status.calls
     console.print(f"LM calls stored: {c.calls} ({', '.join(f'{k} {v}' for k, v in c.by_purpose.items()) or 'none'}); "

@@ -91,6 +91,11 @@ class TaskSchema:
                 out[name] = values
         return out
 
+    def strata_fields(self) -> list[str]:
+        """Fields with few distinct values, that splits can be stratified on: enums and booleans."""
+        return [n for n, info in self.model.model_fields.items()
+                if n in self.enum_fields() or info.annotation is bool]
+
     def description(self, name: str) -> str:
         return self.model.model_fields[name].description or ""
 
@@ -138,6 +143,11 @@ class TaskSchema:
                     raise SpecError(f"{f!r} is not a field of the task", field=f"dedup.{layer}.fields[{i}]")
         if spec.split.stratify and spec.split.stratify not in names + ["topic"]:
             raise SpecError(f"{spec.split.stratify!r} is not a field of the task", field="split.stratify")
+        if spec.split.stratify and spec.split.stratify != "topic" and spec.split.stratify not in self.strata_fields():
+            # Every free-text value is its own stratum of one: the splits would come out empty.
+            choices = ", ".join(["topic", *self.strata_fields()])
+            raise SpecError(f"{spec.split.stratify!r} is a free-text field; stratify on one of: {choices}",
+                            field="split.stratify")
         if spec.diversity.field and spec.diversity.field not in self.enum_fields():
             raise SpecError(f"{spec.diversity.field!r} is not an enum field of the task", field="diversity.field")
 

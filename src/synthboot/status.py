@@ -9,6 +9,7 @@ from pathlib import Path
 from synthboot.spec import Spec
 from synthboot.stages import FILTER_STAGES
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
+from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
 from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.reviews import REJECTED_REASON, latest_reviews, with_edits
 from synthboot.store import Candidate, Store
@@ -52,6 +53,7 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -125,12 +127,13 @@ def run_status(run_dir: str | Path) -> RunStatus:
         kept = kept_candidates(store)
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
         topup = store.get_meta(TOPUP_META)
+        split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
         failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
         from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup)
+                     topup=topup, split_warnings=split_warnings)
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:
