@@ -116,7 +116,8 @@ class TaskSchema:
             if annotation is str and not bounded:
                 annotation = Annotated[str, annotated_types.MaxLen(max_string_length)]
             fields[name] = (annotation, info)
-        return create_model(self.model.__name__, __config__=ConfigDict(extra="forbid"), **fields)
+        return create_model(self.model.__name__, __config__=ConfigDict(extra="forbid", regex_engine="python-re"),
+                            **fields)
 
     def check_spec(self, spec: Spec) -> None:
         """Cross-field checks of the spec against the task's fields."""
@@ -221,5 +222,7 @@ def _model_from_fields(name: str, fields: dict[str, FieldSpec]) -> type[BaseMode
         constraints = {k: v for k, v in constraints.items() if v is not None}
         definitions[fname] = (annotation, Field(..., description=f.description or None, **constraints))
     model_name = re.sub(r"\W", "", name.title()) or "Task"
-    # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good.
-    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore"), **definitions)
+    # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good. Patterns
+    # run on Python's `re`, the engine the spec loader compiles them with (pydantic's default Rust
+    # engine refuses lookarounds and backreferences, as an internal error).
+    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore", regex_engine="python-re"), **definitions)
