@@ -113,3 +113,54 @@ def test_sigkill_mid_generation_resumes_without_repeating_calls(tmp_path):
     assert keys_before <= keys_after and cands_before <= cands_after  # nothing stored was lost
     assert made == len(keys_after) - len(keys_before)  # only calls not finished before the kill ran
     assert len(keys_after) == 6  # 2 topics x 3 batches, each exactly once
+
+
+def _scripted_tiny_run(run_dir: Path) -> None:
+    """A finished run of the tiny spec, made in-process with the scripted LM (no model call)."""
+    import synthboot
+    from synthboot.lm.scripted import scripted_lm
+
+    rows = [{"question": f"How does {w} work in Python file handling?", "answer": f"The {w} step is explained here.",
+             "difficulty": "easy"} for w in ("seek", "flush", "truncate", "readline")]
+    replies = [json.dumps({"examples": rows[:2]}), json.dumps({"examples": rows[2:]})]
+    synthboot.run(synthboot.parse_spec(TINY_SPEC), run_dir, lm=scripted_lm(replies))
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda s: s.replace("question:", "prompt:").replace("{question:", "{prompt:"), "prompt, question"),
+    (lambda s: s.replace("values: [easy, medium, hard]", "values: [easy, medium, hard, expert]"), "difficulty"),
+    (lambda s: s.replace("task: Question-answer pairs for a Python", "task: Question-answer pairs for a Rust"),
+     "a different task"),
+])
+def test_a_spec_of_another_task_is_refused_in_an_existing_run(tmp_path, change, named):
+    """Issue 12, bug 4: old candidates silently became schema errors of the new task."""
+    import synthboot
+
+    run_dir = tmp_path / "run"
+    _scripted_tiny_run(run_dir)
+    before = sqlite3.connect(run_dir / "synthboot.db").execute("SELECT COUNT(*) FROM specs").fetchone()
+    other = tmp_path / "other.yaml"
+    other.write_text(change(TINY_SPEC))
+    result = cli("run", str(other), "--out", str(run_dir), "--limit", "2")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "--force" in lines[0] and "Traceback" not in result.stderr
+    # Nothing was written: the stored spec is still the first one.
+    assert sqlite3.connect(run_dir / "synthboot.db").execute("SELECT COUNT(*) FROM specs").fetchone() == before
+    assert synthboot.run_status(run_dir).spec.task == synthboot.parse_spec(TINY_SPEC).task
+
+
+def test_force_adds_another_task_and_a_changed_threshold_needs_no_force(tmp_path):
+    import synthboot
+    from synthboot.lm.scripted import scripted_lm
+
+    run_dir = tmp_path / "run"
+    _scripted_tiny_run(run_dir)
+    # Re-filtering (a constraint or rule changed) is the same dataset: no refusal, no LM call.
+    stricter = synthboot.parse_spec(TINY_SPEC.replace("max_length: 300", "max_length: 100"))
+    assert synthboot.run(stricter, run_dir, lm=scripted_lm([])).lm_calls_made == 0
+    other = synthboot.parse_spec(TINY_SPEC.replace("values: [easy, medium, hard]", "values: [easy, medium, hard, x]"))
+    with pytest.raises(synthboot.SynthbootError, match="different fields"):
+        synthboot.run(other, run_dir, lm=scripted_lm([]))
+    synthboot.run(other, run_dir, lm=scripted_lm([]), force=True)
+    assert synthboot.run_status(run_dir).spec.fields["difficulty"].values == ["easy", "medium", "hard", "x"]

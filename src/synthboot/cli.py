@@ -34,7 +34,9 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         ray_address: Optional[str] = typer.Option(
             None, help="Ray cluster address (e.g. ray://head:10001); default: a local cluster."),
         budget: Optional[str] = typer.Option(
-            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'.")) -> None:
+            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'."),
+        force: bool = typer.Option(False, "--force", help="Run into a directory holding a run of another task "
+                                                          "or other fields (mixes the two).")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
     from synthboot.progress import progress_printer
@@ -55,7 +57,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
                               concurrency=concurrency, progress=progress, engine=engine,
                               ray_address=ray_address, requests_per_minute=rpm, tokens_per_minute=tpm,
-                              budget=budget_obj)
+                              budget=budget_obj, force=force)
     out.print(f"LM calls this run: {result.lm_calls_made} made, {result.lm_calls_cached} answered from the store")
     status_now = run_status(out_dir)
     print_status(out, status_now)
