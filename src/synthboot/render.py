@@ -31,6 +31,9 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    for rule, (count, message) in status.rule_errors.items():
+        console.print(f"[red]RULE ERROR:[/red] rule {rule!r} raised on {count} candidate(s): {escape(message)}",
+                      highlight=False)
     if status.dedup_by_layer:
         console.print("dedup removals by layer: " + ", ".join(f"{k} {v}" for k, v in status.dedup_by_layer.items()),
                       highlight=False)

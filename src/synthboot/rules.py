@@ -5,11 +5,16 @@ is the rejection reason. A check returns None when the example passes, or a shor
 what is wrong.
 
 Custom rules are plain functions `fn(example: dict) -> bool | str | None`: True or None passes,
-False fails, a string fails with that string as the detail.
+False fails, a string fails with that string as the detail. A custom rule that raises is broken,
+not a verdict on the example: it raises `RuleRaised`, which the validate stage records as the
+reason `rule_error:<name>`. Its source is part of the validate stage's settings hash, so editing
+the function re-decides the stored candidates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -172,11 +177,40 @@ def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleS
     return compiled
 
 
+class RuleRaised(Exception):
+    """A custom rule raised on an example: the rule is broken, the example is not judged by it."""
+
+    def __init__(self, rule: RuleSpec, exc: Exception):
+        self.rule = rule.name
+        self.message = " ".join(f"{rule.check} raised {type(exc).__name__}: {exc}".splitlines())[:500]
+        super().__init__(self.message)
+
+
+def custom_rule_sources(rules: list[RuleSpec]) -> dict[str, str]:
+    """Each custom rule's name -> a hash of its function's source (what the settings hash includes)."""
+    out = {}
+    for i, rule in enumerate(rules):
+        if rule.check not in BUILTIN and ":" in rule.check:
+            fn = import_object(rule.check, what="function", field=f"rules[{i}].check")
+            out[rule.name] = hashlib.sha256(_source_of(fn).encode()).hexdigest()[:16]
+    return out
+
+
+def _source_of(fn: Any) -> str:
+    for obj in (fn, type(fn)):  # a function, or a callable object's class
+        try:
+            return inspect.getsource(obj)
+        except (OSError, TypeError):
+            continue
+    code = getattr(fn, "__code__", None)  # no source file (built in a REPL): its bytecode and constants
+    return repr((code.co_code, code.co_consts)) if code is not None else repr(fn)
+
+
 def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None:
     try:
         outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
-    except Exception as exc:  # the user's rule failing on an example rejects it, with the error as detail
-        return f"{rule.check} raised {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the user's rule is broken: say so, do not blame the example
+        raise RuleRaised(rule, exc) from exc
     if outcome is True or outcome is None:
         return None
     return outcome if isinstance(outcome, str) else f"{rule.check} returned {outcome!r}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ class RunStatus:
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
+    rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -128,12 +130,24 @@ def run_status(run_dir: str | Path) -> RunStatus:
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
         topup = store.get_meta(TOPUP_META)
         split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
+        rule_errors = _rule_errors(store)
         failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
         from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup, split_warnings=split_warnings)
+                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors)
+
+
+def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:
+    """Custom rules that raised, from each candidate's latest validate decision: rule -> (count, first message)."""
+    out: dict[str, tuple[int, str]] = {}
+    for decision in store.decisions("validate").values():
+        details = json.loads(decision["details"]) if decision["details"] else {}
+        for rule, message in (details.get("rule_errors") or {}).items():
+            count, first = out.get(rule, (0, message))
+            out[rule] = (count + 1, first)
+    return out
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:
