@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthboot.errors import SynthbootError
+from synthboot.features import arrow_schema, hf_features, typed_rows
 from synthboot.reviews import latest_reviews, with_edits
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
@@ -63,15 +64,24 @@ def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | No
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            # Column types from the spec, not the data: an empty split has the columns too.
+            schema = TaskSchema.from_spec(_spec(store))
             for split, items in rows.items():
                 path = target / f"{split}.parquet"
-                pq.write_table(pa.Table.from_pylist(items), path)
+                pq.write_table(pa.Table.from_pylist(typed_rows(schema, items), schema=arrow_schema(schema)), path)
                 written.append(path)
         elif fmt == "hf":
             import datasets
 
-            dd = datasets.DatasetDict({split: datasets.Dataset.from_list(items) for split, items in rows.items()})
-            dd.save_to_disk(str(target))
+            schema = TaskSchema.from_spec(_spec(store))
+            features = hf_features(schema)
+            columns = {split: {name: [row[name] for row in typed_rows(schema, items)] for name in schema.names}
+                       for split, items in rows.items()}  # columns even when a split has no row
+            dd = datasets.DatasetDict({split: datasets.Dataset.from_dict(cols, features=features)
+                                       for split, cols in columns.items()})
+            # An empty split needs one (empty) shard: with none, datasets 5.2 writes no data file and
+            # `load_from_disk` raises IndexError.
+            dd.save_to_disk(str(target), num_shards={split: 1 for split, ds in dd.items() if len(ds) == 0})
             written.append(target)
         else:
             raise SynthbootError(f"unknown export format {fmt!r}; choose jsonl, parquet or hf")
