@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,16 +40,18 @@ def _spec(store: Store) -> Spec:
 
 def load_split(run_dir: str | Path, split: str) -> list:
     """The split as `dspy.Example`s with `.with_inputs(...)` set from the spec."""
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         schema = TaskSchema.from_spec(_spec(store))
         return [schema.to_example(fields) for fields in split_rows(store, split)]
 
 
 def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | None = None) -> list[Path]:
     """Write the splits (and every candidate with its outcome, for JSONL) under `to`."""
+    if fmt not in ("jsonl", "parquet", "hf"):
+        raise SynthbootError(f"unknown export format {fmt!r}; choose jsonl, parquet or hf")
     target = Path(to) if to else Path(run_dir) / "export" / fmt
-    target.mkdir(parents=True, exist_ok=True)
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
+        _writable_folder(target, given=to is not None)
         rows = {split: split_rows(store, split) for split in SPLITS}
         written: list[Path] = []
         if fmt == "jsonl":
@@ -83,9 +86,17 @@ def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | No
             # `load_from_disk` raises IndexError.
             dd.save_to_disk(str(target), num_shards={split: 1 for split, ds in dd.items() if len(ds) == 0})
             written.append(target)
-        else:
-            raise SynthbootError(f"unknown export format {fmt!r}; choose jsonl, parquet or hf")
     return written
+
+
+def _writable_folder(target: Path, *, given: bool) -> None:
+    hint = "" if given else ": give another target with --to (is the run directory read-only?)"
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SynthbootError(f"cannot create {target}: {exc.strerror or exc}{hint}") from None
+    if not os.access(target, os.W_OK):
+        raise SynthbootError(f"cannot write to {target}{hint}")
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -97,7 +97,7 @@ def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int
 
 def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per purpose: mean prompt and completion tokens and latency of an earlier run's calls."""
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         rows = store.query("SELECT purpose, prompt_tokens, completion_tokens, latency_s FROM lm_calls")
     by: dict[str, list] = {}
     for r in rows:

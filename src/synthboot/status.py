@@ -13,7 +13,7 @@ from synthboot.stages.diversity import DiversityReport, measure, with_recorded
 from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
 from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.reviews import REJECTED_REASON, latest_reviews, with_edits
-from synthboot.store import Candidate, Store
+from synthboot.store import Candidate, Store, lock_holder
 
 
 @dataclass
@@ -38,6 +38,7 @@ class CallStats:
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost: float = 0.0
+    unpriced: int = 0  # calls to a model whose price is unknown: `cost` leaves them out
     failures: int = 0
     retried_attempts: int = 0  # failed attempts that were retried (synthboot.lm.failures)
     by_purpose: dict[str, int] = field(default_factory=dict)
@@ -56,6 +57,7 @@ class RunStatus:
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
     rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
+    running: str | None = None  # the process running on the run directory now ('pid N'), if any
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -105,7 +107,7 @@ def kept_candidates(store: Store) -> list[Candidate]:
 
 
 def run_status(run_dir: str | Path) -> RunStatus:
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         body = store.latest_spec()
         spec = Spec.model_validate(body) if body else None
         outcomes = candidate_outcomes(store)
@@ -136,7 +138,8 @@ def run_status(run_dir: str | Path) -> RunStatus:
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors)
+                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors,
+                     running=lock_holder(run_dir))
 
 
 def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:
@@ -156,8 +159,10 @@ def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:
 
 def _call_stats(store: Store) -> CallStats:
     row = store.query("SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
-                      " COALESCE(SUM(latency_s),0), COALESCE(SUM(cost),0) FROM lm_calls")[0]
-    stats = CallStats(calls=row[0], prompt_tokens=row[1], completion_tokens=row[2], latency_s=row[3], cost=row[4])
+                      " COALESCE(SUM(latency_s),0), COALESCE(SUM(cost),0), COALESCE(SUM(cost IS NULL),0)"
+                      " FROM lm_calls")[0]
+    stats = CallStats(calls=row[0], prompt_tokens=row[1], completion_tokens=row[2], latency_s=row[3], cost=row[4],
+                      unpriced=row[5])
     stats.failures = store.query("SELECT COUNT(*) FROM lm_failures")[0][0]
     stats.retried_attempts = store.query("SELECT COUNT(*) FROM lm_attempt_failures WHERE retried = 1")[0][0]
     stats.by_purpose = {r[0] or "other": r[1] for r in

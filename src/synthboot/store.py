@@ -149,12 +149,14 @@ class Decision:
 class Store:
     """A run directory's database. Thread-safe: writes are serialised by one lock."""
 
-    def __init__(self, run_dir: str | Path, *, create: bool = False, lock: bool = False):
+    def __init__(self, run_dir: str | Path, *, create: bool = False, lock: bool = False, readonly: bool = False):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
         if not create and not self.path.exists():
             raise RunNotFoundError(f"{self.run_dir} is not a synthboot run (no {DB_NAME} in it)")
         self._lock_file = None
+        if readonly and self._open_readonly():
+            return
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if lock:
@@ -170,6 +172,32 @@ class Store:
             raise _store_error(exc, self.path) from None
         except OSError as exc:
             raise StoreWriteError(f"cannot open the run store at {self.path}: {exc.strerror or exc}") from None
+
+    def _open_readonly(self) -> bool:
+        """For commands that only read (status, report, export): no lock, no migration, no write,
+        so they work on a run directory the user cannot write (a shared or archived run).
+
+        False (nothing opened) when the store needs a migration and can be written: it is then
+        opened as usual, which migrates it."""
+        self._write_lock = threading.RLock()
+        # A WAL database opens read-only when its -shm file exists or can be created; in a read-only
+        # directory with neither, `immutable` reads the file as it is (nobody can be writing it).
+        writable = os.access(self.run_dir, os.W_OK)
+        shm = self.path.with_name(DB_NAME + "-shm").exists()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if writable or shm else "&immutable=1")
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.row_factory = sqlite3.Row
+            applied = {r[0] for r in self._conn.execute("SELECT version FROM migrations")}
+        except sqlite3.Error as exc:
+            raise StoreWriteError(f"cannot read the run store {self.path}: {exc}") from None
+        if set(MIGRATIONS) <= applied:
+            return True
+        self._conn.close()
+        if writable:
+            return False
+        raise StoreWriteError(f"the run store {self.path} was made by an older synthboot and this read-only copy "
+                              "cannot be upgraded; open it once where it can be written")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _acquire_run_lock(self) -> None:
@@ -358,6 +386,24 @@ class Store:
                 conn.execute("DELETE FROM splits WHERE frozen = 0")
             conn.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, 0, ?)",
                              [(cid, split, settings_hash, stamp) for cid, split in assignment.items()])
+
+
+def lock_holder(run_dir: str | Path) -> str | None:
+    """Who holds the run's lock ('pid N'), or None when no process is running on it."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fh = open(path)
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None
 
 
 def _candidate(row: sqlite3.Row) -> Candidate:

@@ -90,7 +90,7 @@ def collect(run_dir: str | Path) -> ReportData:
         raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
     spec = status.spec
     schema = TaskSchema.from_spec(spec)
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         rows = candidate_rows(store)
         by_id = {r.id: r for r in rows}
         clusters = _clusters(rows, by_id)
