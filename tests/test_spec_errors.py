@@ -353,5 +353,5 @@ def test_yaml_merge_keys_still_override_on_purpose():
                              "base: &base {per_topic: 2, per_call: 2}\ngenerate: {<<: *base, per_call: 1}")
     from synthboot.spec import _UniqueKeyLoader
 
-    data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    data = yaml.load(text, Loader=_UniqueKeyLoader)
     assert data["generate"] == {"per_topic": 2, "per_call": 1}

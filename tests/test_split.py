@@ -23,7 +23,7 @@ from synthboot.lm.scripted import scripted_lm
 from synthboot.stages import split as split_stage
 from synthboot.status import run_status
 
-QUICK = settings(max_examples=int(os.environ.get("SPLIT_PROPERTY_EXAMPLES", 200)), deadline=None)
+QUICK = settings(max_examples=int(os.environ.get("SPLIT_PROPERTY_EXAMPLES", "200")), deadline=None)
 
 # A labelling task whose enum has five values; no fuzzy dedup, so every distinct row is kept.
 SPEC = """

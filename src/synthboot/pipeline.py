@@ -125,7 +125,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
 def task_identity(body: dict) -> dict:
     """What makes two specs the same dataset: the task text and the fields' names, types, values and
     roles. Constraints, rules and every stage setting may change between runs: that is re-filtering."""
-    fields = {name: {k: f.get(k) for k in ("type", "values", "input")} for name, f in (body.get("fields") or {}).items()}
+    fields = {name: {k: f.get(k) for k in ("type", "values", "input")}
+              for name, f in (body.get("fields") or {}).items()}
     return {"task": body.get("task"), "fields": fields, "schema": body.get("schema"), "inputs": body.get("inputs")}
 
 

@@ -209,7 +209,7 @@ def _source_of(fn: Any) -> str:
 def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None:
     try:
         outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
-    except Exception as exc:  # noqa: BLE001 - the user's rule is broken: say so, do not blame the example
+    except Exception as exc:  # the user's rule is broken: say so, do not blame the example
         raise RuleRaised(rule, exc) from exc
     if outcome is True or outcome is None:
         return None

@@ -225,4 +225,5 @@ def _model_from_fields(name: str, fields: dict[str, FieldSpec]) -> type[BaseMode
     # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good. Patterns
     # run on Python's `re`, the engine the spec loader compiles them with (pydantic's default Rust
     # engine refuses lookarounds and backreferences, as an internal error).
-    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore", regex_engine="python-re"), **definitions)
+    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore", regex_engine="python-re"),
+                        **definitions)

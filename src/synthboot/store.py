@@ -390,19 +390,15 @@ class Store:
 
 def lock_holder(run_dir: str | Path) -> str | None:
     """Who holds the run's lock ('pid N'), or None when no process is running on it."""
-    path = Path(run_dir) / LOCK_NAME
     try:
-        fh = open(path)
-    except OSError:
+        with open(Path(run_dir) / LOCK_NAME) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:  # no lock file: nothing ever ran here, or it cannot be read
         return None
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return fh.read().strip() or "another process"
-        except OSError:
-            return None
-        fcntl.flock(fh, fcntl.LOCK_UN)
     return None
 
 

@@ -2,9 +2,11 @@
 
 The split sizes are set over the whole set (largest remainder, never an empty split when there
 are at least as many examples as splits) and shared among the strata in proportion to their sizes;
-within each stratum the examples are ordered by a seeded hash of their content and cut at its counts. An example's place depends only on the seed, its content and its stratum, not on
-the order it was generated in. Test assignments that an optimizer has seen are frozen: a re-split
-keeps them and puts new examples in train and dev only.
+within each stratum the examples are ordered by a seeded hash of their content and cut at its
+counts. An example's place depends only on the seed, the data and its stratum, not on the order it
+was generated in. Test assignments that an optimizer has seen are frozen: a re-split keeps them and
+puts new examples in train and dev only. Empty splits and strata too small to reach every split
+are reported as warnings (in `status` and the report).
 """
 
 from __future__ import annotations
