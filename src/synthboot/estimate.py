@@ -98,15 +98,10 @@ def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int
 def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per purpose: mean prompt and completion tokens and latency of an earlier run's calls."""
     with Store(run_dir) as store:
-        rows = store.query("SELECT purpose, prompt_tokens, completion_tokens, latency_s FROM lm_calls")
-    by: dict[str, list] = {}
-    for r in rows:
-        by.setdefault(r["purpose"] or "other", []).append(r)
-    return {purpose: {"n": len(rs),
-                      "prompt": statistics.fmean(r["prompt_tokens"] or 0 for r in rs),
-                      "completion": statistics.fmean(r["completion_tokens"] or 0 for r in rs),
-                      "latency": statistics.fmean(r["latency_s"] or 0 for r in rs)}
-            for purpose, rs in by.items()}
+        totals = store.call_totals("purpose")
+    return {t.name or "other": {"n": t.calls, "prompt": t.prompt_tokens / t.calls,
+                                "completion": t.completion_tokens / t.calls, "latency": t.latency_s / t.calls}
+            for t in totals if t.calls}
 
 
 def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,

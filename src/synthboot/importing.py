@@ -22,7 +22,7 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.dedup import compare_text, normalize
 from synthboot.stages.split import SPLITS
-from synthboot.store import Store, now
+from synthboot.store import Store
 
 ORIGIN = "human"
 SETTINGS_HASH = "human-import"
@@ -68,17 +68,13 @@ def import_examples(store: Store, spec: Spec, path: str | Path, split: str) -> I
     before = {c.id for c in store.candidates(origin=ORIGIN)}
     store.add_seeds(rows, origin=ORIGIN)
     keys = {f"{ORIGIN}:{json.dumps(r, sort_keys=True)}" for r in rows}
-    ids = [r["id"] for r in store.query("SELECT id, task_key FROM candidates WHERE origin = ?", (ORIGIN,))
-           if r["task_key"] in keys]
+    ids = [c.id for c in store.candidates(origin=ORIGIN) if c.task_key in keys]
     splits = store.splits()
-    taken = [cid for cid in ids if cid in splits and splits[cid]["split"] != split]
+    taken = [cid for cid in ids if cid in splits and splits[cid].split != split]
     if taken:
         raise SynthbootError(f"{len(taken)} of these examples were already imported into another split "
-                             f"({splits[taken[0]]['split']}); an example belongs to one split")
-    stamp = now()
-    with store.transaction() as conn:
-        conn.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, 1, ?)",
-                         [(cid, split, SETTINGS_HASH, stamp) for cid in ids])
+                             f"({splits[taken[0]].split}); an example belongs to one split")
+    store.write_splits(SETTINGS_HASH, {cid: split for cid in ids}, frozen=True)
     result = ImportResult(split, len(rows), len([i for i in ids if i not in before]))
     result.overlaps = _overlaps(store, spec, schema, ids, split)
     return result
@@ -110,5 +106,5 @@ def near_duplicates(store: Store, spec: Spec, ids: list[int], others: list[int],
 def _overlaps(store: Store, spec: Spec, schema: TaskSchema, ids: list[int], split: str) -> list[tuple[int, int, str]]:
     """Imported rows whose inputs (nearly) repeat an example of another split."""
     splits = store.splits()
-    others = [cid for cid, r in splits.items() if r["split"] != split]
-    return [(cid, hit, splits[hit]["split"]) for cid, hit in near_duplicates(store, spec, ids, others)]
+    others = [cid for cid, r in splits.items() if r.split != split]
+    return [(cid, hit, splits[hit].split) for cid, hit in near_duplicates(store, spec, ids, others)]

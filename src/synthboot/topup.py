@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 from synthboot.errors import SpecError
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
-from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages import StageResult, settings_hash
 from synthboot.stages.generate import GenerateResult, GenerationTask
 from synthboot.store import Candidate, Store
+from synthboot.view import DatasetView
 
 META_KEY = "topup"
 PLANS_KEY = "topup_plans"
@@ -100,9 +101,8 @@ def plan_topup(spec: Spec, round_: int, want: dict[str, int], max_calls: int | N
 
 
 def kept_after(store: Store, judge_hash: str) -> list[Candidate]:
-    from synthboot.reviews import apply_reviews
-
-    return apply_reviews(store, passed(store, "judge", judge_hash))
+    """The kept examples once the filters have run with `judge_hash` (synthboot.view)."""
+    return DatasetView(store, {"judge": judge_hash}).kept()
 
 
 def top_up(store: Store, spec: Spec, generate: Callable[[list[GenerationTask]], GenerateResult],

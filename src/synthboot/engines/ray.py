@@ -55,9 +55,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, object_s
     runtime_env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
     try:
         if address:
-            import synthboot
-
-            runtime_env["py_modules"] = [str(Path(synthboot.__file__).parent)]
+            # The package directory (synthboot/), found from here: importing the package would be a cycle.
+            runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,

@@ -563,7 +563,7 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
     result = StageResult(STAGE, stage_hash)
     candidates = passed(store, "validate", upstream_hash)
     existing = store.decisions(STAGE)
-    if all((d := existing.get(c.id)) is not None and d["settings_hash"] == stage_hash for c in candidates):
+    if all((d := existing.get(c.id)) is not None and d.settings_hash == stage_hash for c in candidates):
         return result  # nothing new: the decisions stand
     layers = make_layers(spec) if layers is None else layers
     for layer in layers:

@@ -15,6 +15,7 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.dedup import ExactLayer, Layer, compare_text, make_layers
 from synthboot.store import Store
+from synthboot.view import DatasetView
 
 
 def leak_layers(spec: Spec) -> list[Layer]:
@@ -52,8 +53,9 @@ class Leak:
 
 def find_leaks(store: Store, spec: Spec) -> list[Leak]:
     """Train/dev items that are near-duplicates (by the spec's dedup layers) of a test item."""
-    splits = {cid: row["split"] for cid, row in store.splits().items()}
-    rows = [(c.id, c.fields) for c in store.candidates(ids=splits) if c.fields]
+    view = DatasetView(store)
+    splits = view.split_of
+    rows = [(m.candidate.id, m.fields) for members in view.members.values() for m in members if m.fields]
     groups = near_duplicate_groups(rows, spec)
     test_groups: dict[int, int] = {}
     for cid, group in groups.items():

@@ -31,7 +31,7 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     decisions = decide(spec, todo)
     for decision in decisions:
         result.decided += 1
