@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -254,7 +254,7 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)
 
 
-_context: dict[str, object] = {}
+_context: dict[str, Any] = {}
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except typer.TyperException as exc:  # a bad argument: typer shows it with the usage line, exit 2
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # what typer raises is its click exception, which has show()
         return getattr(exc, "exit_code", 2)
     except Exception as exc:  # noqa: BLE001 - the one place bugs are caught
         log = _write_traceback()

@@ -20,7 +20,7 @@ _FREE_PREFIXES = ("local/", "scripted/")
 
 
 def is_free(model: str | None) -> bool:
-    return bool(model) and (model == "local" or model.startswith(_FREE_PREFIXES))
+    return model is not None and (model == "local" or model.startswith(_FREE_PREFIXES))
 
 
 # Kept per model for the process: the price map is a bundled file, and this runs on every call.

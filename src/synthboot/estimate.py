@@ -66,7 +66,7 @@ class Estimate:
     @property
     def cost(self) -> float | None:
         costs = [s.cost for s in self.stages]
-        return None if any(c is None for c in costs) else sum(costs)  # type: ignore[misc]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
 
 
 @lru_cache(maxsize=4)

@@ -335,6 +335,8 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
         if report is None:
             raise SynthbootError(f"{run_dir} has no finished optimize run: run `synthboot optimize` first")
         schema = TaskSchema.from_spec(store.spec())
+    if report.program_path is None:
+        raise SynthbootError(f"optimize run {report.run_id} saved no program")
     s = report.settings
     program = load_program(s["program"], schema, s["module"])
     program.module.load(str(Path(run_dir) / report.program_path))

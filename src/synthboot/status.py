@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,7 +110,7 @@ def run_status(run_dir: str | Path) -> RunStatus:
                      topup=topup)
 
 
-def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:
+def _pending_at(outcomes: Mapping[int, tuple[str, str | None]], stage: str) -> int:
     return sum(1 for s, r in outcomes.values() if s == "pending" and r == stage)
 
 

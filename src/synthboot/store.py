@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from synthboot.errors import RunLockedError, RunNotFoundError, StoreWriteError, SynthbootError
 from synthboot.secrets import scrub
@@ -224,9 +224,9 @@ class ScoreRow:
     split: str
     program: str
     n: int
-    mean: float | None
-    ci_low: float | None
-    ci_high: float | None
+    mean: float
+    ci_low: float
+    ci_high: float
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ class Store:
         self.readonly = readonly
         if not create and not self.path.exists():
             raise RunNotFoundError(f"{self.run_dir} is not a synthboot run (no {DB_NAME} in it)")
-        self._lock_file = None
+        self._lock_file: TextIO | None = None
         self._write_lock = threading.RLock()
         try:
             if readonly:
@@ -286,18 +286,19 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _acquire_run_lock(self) -> None:
-        self._lock_file = open(self.run_dir / LOCK_NAME, "a+")
+        lock_file = open(self.run_dir / LOCK_NAME, "a+")
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._lock_file.seek(0)
-            holder = self._lock_file.read().strip() or "another process"
-            self._lock_file.close()
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
             raise RunLockedError(f"{self.run_dir} is in use by {holder}; wait for it to finish or stop it") from None
-        self._lock_file.seek(0)
-        self._lock_file.truncate()
-        self._lock_file.write(f"pid {os.getpid()}")
-        self._lock_file.flush()
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"pid {os.getpid()}")
+        lock_file.flush()
+        self._lock_file = lock_file
 
     def close(self) -> None:
         # Under the write lock: a worker still finishing a transaction (after Ctrl-C) commits first.
@@ -503,11 +504,10 @@ class Store:
     def add_review(self, candidate_id: int, decision: str, *, fields: dict[str, Any] | None, reviewer: str,
                    note: str | None) -> Review:
         with self._transaction() as conn:
-            review_id = conn.execute(
+            review_id = _rowid(conn.execute(
                 "INSERT INTO reviews (candidate_id, decision, fields, reviewer, note, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (candidate_id, decision, None if fields is None else json.dumps(fields), reviewer, note,
-                 now())).lastrowid
+                (candidate_id, decision, None if fields is None else json.dumps(fields), reviewer, note, now())))
         return _review(self._query("SELECT * FROM reviews WHERE id = ?", (review_id,))[0])
 
     def latest_reviews(self) -> dict[int, Review]:
@@ -565,9 +565,9 @@ class Store:
         with self._transaction() as conn:
             row = conn.execute("SELECT id FROM optimize_runs WHERE key = ?", (key,)).fetchone()
             if row is None:
-                return int(conn.execute("INSERT INTO optimize_runs (key, round, settings, status, created_at) "
-                                        "VALUES (?, ?, ?, 'running', ?)",
-                                        (key, round_, json.dumps(settings, default=str), now())).lastrowid)
+                return _rowid(conn.execute("INSERT INTO optimize_runs (key, round, settings, status, created_at) "
+                                           "VALUES (?, ?, ?, 'running', ?)",
+                                           (key, round_, json.dumps(settings, default=str), now())))
             run_id = int(row[0])
             for table in ("optimize_scores", "optimize_predictions", "optimize_phases", "optimize_inputs"):
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
@@ -623,7 +623,8 @@ class Store:
                 for r in self._query("SELECT * FROM optimize_phases WHERE run_id = ?", (run_id,))]
 
     def optimize_predictions(self, run_id: int, split: str | None = None) -> list[PredictionRow]:
-        sql, params = "SELECT * FROM optimize_predictions WHERE run_id = ?", [run_id]
+        sql = "SELECT * FROM optimize_predictions WHERE run_id = ?"
+        params: list[Any] = [run_id]
         if split is not None:
             sql += " AND split = ?"
             params.append(split)
@@ -635,6 +636,11 @@ def _candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(id=row["id"], origin=row["origin"], fields=json.loads(row["fields"]) if row["fields"] else None,
                      topic=row["topic"], round=row["round"], raw=row["raw"], parse_error=row["parse_error"],
                      call_id=row["call_id"], task_key=row["task_key"], item_index=row["item_index"])
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None  # an INSERT's
+    return cursor.lastrowid
 
 
 def _decision(row: sqlite3.Row) -> StoredDecision:

@@ -94,8 +94,8 @@ def measure(examples: list[Candidate], spec: Spec, *, seeds: list[dict] | None =
     if not examples:
         report.warnings.append("no examples were kept")
         return report
-    for name, counts in report.distributions.items():
-        report.entropy[name] = round(entropy(counts), 4)
+    for name, dist in report.distributions.items():
+        report.entropy[name] = round(entropy(dist), 4)
         if name in report.targets:
             target = report.targets[name]
             keys = set(target) | set(counts)

@@ -194,7 +194,7 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     if not scope.call_ids:
         raise RuntimeError("the generator made no LM call")
     call_id = scope.call_ids[-1]
-    text, finish_reason = scope.last_reply
+    text, finish_reason = scope.last_reply or (None, None)
     # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
     # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
     # included, stays in the stored call.

@@ -64,6 +64,7 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
         store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"judge": "off"}) for c in todo])
         result.decided = result.kept = len(todo)
         return result
+    assert lm is not None  # enabled
     judge = dspy.Predict(JudgeQuality)
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage
     fatal: list[Exception] = []
