@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthboot.errors import SynthbootError
-from synthboot.schema import TaskSchema
 from synthboot.store import Store
 from synthboot.view import SPLITS, DatasetView
+from synthboot.task import Task
 
 ExportFormat = Literal["jsonl", "parquet", "hf"]
 
@@ -24,7 +24,7 @@ def split_rows(store: Store, split: str) -> list[dict[str, Any]]:
 def load_split(run_dir: str | Path, split: str) -> list:
     """The split as `dspy.Example`s with `.with_inputs(...)` set from the spec."""
     with Store(run_dir) as store:
-        schema = TaskSchema.from_spec(store.spec())
+        schema = Task.of(store.spec()).schema
         return [schema.to_example(fields) for fields in split_rows(store, split)]
 
 

@@ -23,10 +23,11 @@ from rich.table import Table
 from synthboot.cost import token_prices
 from synthboot.lm import is_local, local_model_name
 from synthboot.lm.adapter import JSON_ADAPTER
-from synthboot.schema import TaskSchema, all_seeds
+from synthboot.schema import all_seeds
 from synthboot.spec import Spec
 from synthboot.stages.generate import make_generator, plan_tasks
 from synthboot.store import Store
+from synthboot.task import Task
 
 CHAT_TEMPLATE_TOKENS = 6  # role markers per message that the chat template adds
 JUDGE_MAX_TOKENS = 400  # pipeline.run gives the judge this many
@@ -107,7 +108,7 @@ def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
 def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
                  measured_from: str | Path | None = None) -> Estimate:
     gen_lm = lm or spec.generate.lm
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     seeds = all_seeds(spec)
     seeds_json = json.dumps(seeds, indent=1, ensure_ascii=False)
     measured = measured_calls(Path(measured_from)) if measured_from else {}

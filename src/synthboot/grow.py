@@ -27,11 +27,11 @@ import dspy
 from synthboot.errors import SynthbootError
 from synthboot.importing import near_duplicates
 from synthboot.optimize import OptimizeReport, OptimizeSettings, optimize_reports, run_optimize
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.generate import GenerationTask
 from synthboot.store import Store
 from synthboot.view import DatasetView
+from synthboot.task import Task
 
 MAX_SHOWN_FAILURES = 5
 
@@ -64,7 +64,7 @@ def failing_examples(store: Store, report: OptimizeReport, threshold: float) -> 
 def plan_growth(spec: Spec, failures: list[tuple[int, dict, str | None]], round_: int,
                 per_round: int | None) -> list[GenerationTask]:
     """Batches on the failures' topics, in proportion to how often each topic fails."""
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     per_call = spec.generate.per_call
     total = per_round or max(per_call, 2 * len(failures))
     topics = Counter(t if t in spec.topics else spec.topics[0] for _, _, t in failures)

@@ -23,6 +23,7 @@ from synthboot.spec import Spec
 from synthboot.stages.dedup import compare_text, normalize
 from synthboot.stages.split import SPLITS
 from synthboot.store import Store
+from synthboot.task import Task
 
 ORIGIN = "human"
 SETTINGS_HASH = "human-import"
@@ -63,7 +64,7 @@ def import_examples(store: Store, spec: Spec, path: str | Path, split: str) -> I
     """Add the file's examples to the run as human-labeled candidates in `split` (frozen)."""
     if split not in SPLITS:
         raise SynthbootError(f"--as must be one of {', '.join(SPLITS)}, not {split!r}")
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     rows = read_examples(path, schema)
     before = {c.id for c in store.candidates(origin=ORIGIN)}
     store.add_seeds(rows, origin=ORIGIN)
@@ -89,8 +90,7 @@ def word_overlap(a: str, b: str) -> float:
 def near_duplicates(store: Store, spec: Spec, ids: list[int], others: list[int],
                     threshold: float | None = None) -> list[tuple[int, int]]:
     """(id, other id) pairs whose compared inputs are equal or overlap above the spec's dedup threshold."""
-    schema = TaskSchema.from_spec(spec)
-    names = spec.dedup.fields or list(schema.inputs)
+    names = Task.of(spec).compared_fields
     limit = spec.dedup.word_overlap.threshold if threshold is None else threshold
     theirs = [(c.id, compare_text(c.fields, names)) for c in store.candidates(ids=others) if c.fields]
     found = []

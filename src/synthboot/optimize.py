@@ -38,6 +38,7 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.store import PhaseRow, PredictionRow, ScoreRow, Store
 from synthboot.view import DatasetView
+from synthboot.task import Task
 
 PHASES = ("baseline", "compile", "optimized", "test")
 EVAL_SPLITS = ("dev", "test", "real_test")
@@ -123,7 +124,7 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
     say = progress or (lambda message: None)
     with Store(run_dir, lock=True) as store:
         spec = store.spec()
-        schema = TaskSchema.from_spec(spec)
+        schema = Task.of(spec).schema
         if settings.test_file:
             from synthboot.importing import import_examples
 
@@ -334,7 +335,7 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
         report = report or next(iter(optimize_reports(store, latest_only=True)), None)
         if report is None:
             raise SynthbootError(f"{run_dir} has no finished optimize run: run `synthboot optimize` first")
-        schema = TaskSchema.from_spec(store.spec())
+        schema = Task.of(store.spec()).schema
     if report.program_path is None:
         raise SynthbootError(f"optimize run {report.run_id} saved no program")
     s = report.settings

@@ -15,10 +15,10 @@ from typing import Any, Literal
 import pydantic
 
 from synthboot.errors import SynthbootError
-from synthboot.schema import TaskSchema
 from synthboot.stages.split import run_split
 from synthboot.store import Review, Store
 from synthboot.view import REJECTED_REASON, with_edits
+from synthboot.task import Task
 
 ReviewDecision = Literal["accept", "reject", "edit"]
 DECISIONS: tuple[str, ...] = ("accept", "reject", "edit")
@@ -68,7 +68,7 @@ def validate_edit(store: Store, fields: dict[str, Any]) -> dict[str, Any]:
     spec = store.find_spec()
     if spec is None:
         raise ReviewError(f"{store.run_dir} has no spec yet")
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     try:
         return schema.validate_item(fields).model_dump(mode="json")
     except pydantic.ValidationError as exc:

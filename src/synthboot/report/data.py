@@ -13,6 +13,7 @@ from synthboot.stages.diversity import diversity_field, measure
 from synthboot.status import RunStatus, run_status
 from synthboot.store import Store
 from synthboot.view import SPLITS, DatasetView
+from synthboot.task import Task
 
 
 @dataclass
@@ -88,7 +89,7 @@ def collect(run_dir: str | Path) -> ReportData:
 
         raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
     spec = status.spec
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     with Store(run_dir) as store:
         view = DatasetView(store)
         rows = candidate_rows(store, view)

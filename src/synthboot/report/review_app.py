@@ -31,6 +31,7 @@ from synthboot.report.data import Row, candidate_rows
 from synthboot.reviews import DECISIONS, ReviewError, add_review
 from synthboot.schema import TaskSchema
 from synthboot.store import Store
+from synthboot.task import Task
 
 PAGE_SIZE = 20
 FILTERS = ("topic", "outcome", "reason", "review", "min_score", "max_score")
@@ -51,7 +52,7 @@ def create_app(run_dir: str | Path, reviewer: str | None = None) -> FastAPI:
     if spec is None:
         store.close()
         raise ReviewError(f"{run_dir} has no spec yet: run `synthboot run` first")
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     token = secrets.token_urlsafe(16)
     default_name = reviewer or default_reviewer()
     from synthboot.report import environment

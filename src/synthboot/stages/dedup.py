@@ -23,11 +23,11 @@ from typing import Protocol
 
 import numpy as np
 
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 from synthboot.store import Candidate, Decision, Store
+from synthboot.task import Task
 
 STAGE = "dedup"
 LAYER_NAMES = ("exact", "word_overlap", "minhash", "semantic")
@@ -563,8 +563,7 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
 
     `on_progress(done, total)` follows the embedding of the texts by a semantic layer.
     """
-    schema = TaskSchema.from_spec(spec)
-    names = spec.dedup.fields or list(schema.inputs)
+    names = Task.of(spec).compared_fields
     reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
     # The reference rows are part of the settings: importing human examples later decides again,
     # so no generated near-duplicate of a human test example stays in train or dev.

@@ -28,6 +28,7 @@ from synthboot.secrets import scrub
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.store import Store
+from synthboot.task import Task
 
 STAGE = "generate"
 
@@ -99,7 +100,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                  concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> GenerateResult:
     """Run the tasks not yet done; store each one's candidates as it completes."""
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     generator = make_generator(schema, spec)
     seeds = all_seeds(spec)
     done = store.done_tasks(STAGE)
