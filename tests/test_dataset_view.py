@@ -15,6 +15,7 @@ from synthboot.lm.scripted import scripted_lm
 from synthboot.optimize import freeze_test, load_sets
 from synthboot.report.data import collect
 from synthboot.reviews import add_review
+from synthboot.stages import generation_order
 from synthboot.status import run_status
 from synthboot.store import Store
 from tests.conftest import tiny_spec
@@ -99,11 +100,13 @@ def test_every_reader_agrees_after_freezing_test_and_tightening_a_rule(tmp_path)
     assert sum(counts["status"].values()) == status.funnel.kept
 
 
-def edit_train_into_test_copy(run_dir: Path, tmp_path: Path) -> None:
+def edit_train_into_test_copy(run_dir: Path, tmp_path: Path) -> tuple[int, int]:
+    """(the edited train row's id, the test row's id)."""
     by_split = split_ids(run_dir, tmp_path)
     with Store(run_dir) as store:
         (test_row,) = store.candidates(ids=by_split["test"][:1])
         add_review(store, by_split["train"][0], "edit", reviewer="ada", fields=dict(test_row.fields))
+    return by_split["train"][0], test_row.id
 
 
 def assert_no_overlap(run_dir: Path, tmp_path: Path) -> None:
@@ -114,10 +117,16 @@ def assert_no_overlap(run_dir: Path, tmp_path: Path) -> None:
 def test_a_review_edit_into_a_copy_of_a_test_row_leaves_no_overlap(tmp_path):
     run_dir = tmp_path / "run"
     run(tmp_path, SPEC, run_dir)
-    edit_train_into_test_copy(run_dir, tmp_path)
+    edited, test_id = edit_train_into_test_copy(run_dir, tmp_path)
     assert_no_overlap(run_dir, tmp_path)
     run(tmp_path, SPEC, run_dir)  # a re-run keeps it so
     assert_no_overlap(run_dir, tmp_path)
+    # ...and dedup compared the edited example: the later of the two copies is an exact duplicate
+    # of the earlier (the edit itself still stands: a review outranks the filters).
+    with Store(run_dir) as store:
+        first, second = sorted(store.candidates(ids=[edited, test_id]), key=generation_order)
+        later = store.decisions("dedup")[second.id]
+    assert (later.reason, later.matched_id) == ("duplicate:exact", first.id)
 
 
 def test_a_review_edit_follows_a_frozen_test_row(tmp_path):

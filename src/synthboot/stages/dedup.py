@@ -28,6 +28,7 @@ from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 from synthboot.store import Candidate, Decision, Store
 from synthboot.task import Task
+from synthboot.view import with_edits
 
 STAGE = "dedup"
 LAYER_NAMES = ("exact", "word_overlap", "minhash", "semantic")
@@ -567,9 +568,14 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
     reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
     # The reference rows are part of the settings: importing human examples later decides again,
     # so no generated near-duplicate of a human test example stays in train or dev.
-    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference])
+    # What a reviewer edited is what gets compared (issue 12, bug 3): an edit that copies another
+    # example is a duplicate like any other, and a new edit decides again.
+    reviews = store.latest_reviews()
+    edits = sorted((cid, r.id) for cid, r in reviews.items() if r.decision == "edit")
+    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference],
+                               *([edits] if edits else []))
     result = StageResult(STAGE, stage_hash)
-    candidates = passed(store, "validate", upstream_hash)
+    candidates = [with_edits(c, reviews) for c in passed(store, "validate", upstream_hash)]
     existing = store.decisions(STAGE)
     if all((d := existing.get(c.id)) is not None and d.settings_hash == stage_hash for c in candidates):
         return result  # nothing new: the decisions stand
