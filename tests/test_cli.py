@@ -40,7 +40,7 @@ def test_run_status_export_on_embedded_model(tmp_path):
     for fmt in ("jsonl", "parquet", "hf"):
         exported = cli("export", str(run_dir), "--format", fmt, "--to", str(tmp_path / fmt))
         assert exported.returncode == 0, exported.stderr
-    rows = [json.loads(l) for l in (tmp_path / "jsonl" / "candidates.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "jsonl" / "candidates.jsonl").read_text().splitlines()]
     assert {r["origin"] for r in rows} >= {"lm", "seed"}
     assert (tmp_path / "parquet" / "dev.parquet").exists()
     assert (tmp_path / "hf" / "dataset_dict.json").exists()
@@ -186,8 +186,10 @@ def test_reading_commands_work_on_a_read_only_run(tmp_path):
         path.chmod(path.stat().st_mode & ~0o222)
     try:
         env = {**os.environ, "COLUMNS": "200"}
-        reader = lambda *args: subprocess.run(as_reader([*SYNTHBOOT, *args]), capture_output=True, text=True,
-                                              env=env, timeout=300)
+
+        def reader(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(as_reader([*SYNTHBOOT, *args]), capture_output=True, text=True, env=env, timeout=300)
+
         status = reader("status", str(run_dir))
         assert status.returncode == 0, status.stderr
         assert "kept" in status.stdout

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import json
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -15,7 +16,8 @@ from synthboot.errors import SpecError
 from synthboot.lm.scripted import scripted_lm
 from synthboot.rules import RuleRaised, compile_rules
 from synthboot.schema import TaskSchema
-from synthboot.spec import RuleSpec, parse_spec
+from synthboot.loader import parse_spec
+from synthboot.spec import RuleSpec
 from synthboot.stages.validate import MAX_IDENTICAL_RULE_ERRORS, RuleError
 from synthboot.store import Store
 from tests.conftest import TINY_SPEC, tiny_spec
@@ -105,8 +107,8 @@ def test_parse_failures_and_every_rule_are_counted_reasons_never_silent_drops(tm
     assert validate.decided == 4
     assert validate.rejected == {"answer_too_short": 1, "schema_error": 1, "parse_error": 1}
     with Store(tmp_path / "run") as store:
-        reasons = [d["reason"] for d in store.decisions("validate").values() if not d["kept"]]
-        details = [json.loads(d["details"]) for d in store.decisions("validate").values() if not d["kept"]]
+        reasons = [d.reason for d in store.decisions("validate").values() if not d.kept]
+        details = [d.details for d in store.decisions("validate").values() if not d.kept]
     assert sorted(reasons) == ["answer_too_short", "parse_error", "schema_error"]
     assert all(details)
 
@@ -137,12 +139,16 @@ def test_editing_a_custom_rule_decides_the_stored_candidates_again(tmp_path, mon
     spec = _rule_spec(tmp_path, "edited_rule", "check")
     synthboot.run(spec, tmp_path / "run", lm=scripted_lm(_replies()))
     assert synthboot.run_status(tmp_path / "run").funnel.rejected["validate"]["custom"] == 6
-    # The user edits the function (a new process imports the new code) and runs the same spec again.
+    # The user edits the function and runs the same spec again: a new process, which imports the new code.
     module.write_text("def check(example):\n    return True\n")
-    monkeypatch.delitem(sys.modules, "edited_rule")
-    importlib.invalidate_caches()
-    again = synthboot.run(spec, tmp_path / "run", lm=scripted_lm([]))
-    assert again.lm_calls_made == 0
+    again = subprocess.run(
+        [sys.executable, "-c", "import sys, synthboot\nfrom synthboot.lm.scripted import scripted_lm\n"
+         "print(synthboot.run(sys.argv[1], sys.argv[2], lm=scripted_lm([])).lm_calls_made)",
+         str(tmp_path / "spec.yaml"), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "0"  # no LM call: decided again from the store
     status = synthboot.run_status(tmp_path / "run")
     assert "custom" not in status.funnel.rejected.get("validate", {}) and status.funnel.kept == 6
 
@@ -159,8 +165,8 @@ def test_a_rule_that_raises_is_a_rule_error_and_stops_the_stage(tmp_path, monkey
     # The first few identical errors are recorded (reason and message); the rest wait, undecided.
     with Store(tmp_path / "run") as store:
         decided = store.decisions("validate")
-    assert [d["reason"] for d in decided.values()] == ["rule_error:custom"] * MAX_IDENTICAL_RULE_ERRORS
-    assert "ZeroDivisionError" in json.loads(next(iter(decided.values()))["details"])["rule_errors"]["custom"]
+    assert [d.reason for d in decided.values()] == ["rule_error:custom"] * MAX_IDENTICAL_RULE_ERRORS
+    assert "ZeroDivisionError" in next(iter(decided.values())).details["rule_errors"]["custom"]
     assert synthboot.run_status(tmp_path / "run").rule_errors == {
         "custom": (MAX_IDENTICAL_RULE_ERRORS, "raising_rule:check raised ZeroDivisionError: division by zero")}
     assert main(["status", str(tmp_path / "run")]) == 0

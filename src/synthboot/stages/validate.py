@@ -13,11 +13,12 @@ from collections.abc import Callable
 import pydantic
 
 from synthboot.errors import SynthbootError
-from synthboot.rules import RuleRaised, compile_rules, custom_rule_sources
+from synthboot.rules import RuleRaised, custom_rule_sources
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
+from synthboot.task import Task
 
 STAGE = "validate"
 RULE_ERROR = "rule_error:"  # + the rule's name: the reason of a candidate a custom rule raised on
@@ -30,22 +31,22 @@ class RuleError(SynthbootError):
 
 def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
     """Each candidate's decision; a pure function of the spec, so it can run anywhere (the Ray engine)."""
-    schema = TaskSchema.from_spec(spec)
-    rules = compile_rules(spec.rules, schema)
-    return [_decide(c.id, c.fields, c.parse_error, schema, rules) for c in candidates]
+    task = Task.of(spec)
+    return [_decide(c.id, c.fields, c.parse_error, task.schema, task.rules) for c in candidates]
 
 
 def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
                  decide: Callable[[Spec, list[Candidate]], list[Decision]] = decide_all) -> StageResult:
-    schema = TaskSchema.from_spec(spec)
-    compile_rules(spec.rules, schema)  # a bad rule is a SpecError here, before any work
+    task = Task.of(spec)
+    schema = task.schema
+    task.rules  # compiled now: a bad rule is a SpecError here, before any work
     # The custom rules' source is in the hash: editing a rule function re-decides the candidates.
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
                                [r.model_dump() for r in spec.rules], custom_rule_sources(spec.rules))
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     decisions = decide(spec, todo)
     broken = _repeated_rule_error(decisions)
     if broken is not None:
@@ -84,16 +85,17 @@ def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: Task
     except pydantic.ValidationError as exc:
         errors = [f"{'.'.join(str(p) for p in e['loc']) or '(item)'}: {e['msg']}" for e in exc.errors()]
         return Decision(cid, False, "schema_error", {"errors": errors})
-    failures, errors = {}, {}
+    failures: dict[str, str] = {}
+    raised: dict[str, str] = {}  # rule -> the error it raised
     for rule, check in rules:
         try:
             detail = check(item)
         except RuleRaised as exc:
-            failures[f"{RULE_ERROR}{rule.name}"] = errors[rule.name] = exc.message
+            failures[f"{RULE_ERROR}{rule.name}"] = raised[rule.name] = exc.message
             continue
         if detail is not None:
             failures[rule.name] = detail
     if failures:
         first = next(iter(failures))
-        return Decision(cid, False, first, {"failures": failures, **({"rule_errors": errors} if errors else {})})
+        return Decision(cid, False, first, {"failures": failures, **({"rule_errors": raised} if raised else {})})
     return Decision(cid, True)
