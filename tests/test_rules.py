@@ -186,3 +186,18 @@ def test_a_rule_that_raises_on_one_example_records_it_and_the_run_goes_on(tmp_pa
     assert status.funnel.rejected["validate"] == {"rule_error:custom": 1}
     assert status.rule_errors == {"custom": (1, "picky_rule:check raised ValueError: no fileno")}
     assert status.funnel.kept == 5
+
+
+def test_the_rule_hash_follows_the_code_that_runs(tmp_path, monkeypatch):
+    """Edited on disk but not re-imported, the old code still runs: the hash must not claim otherwise."""
+    from synthboot.rules import custom_rule_sources
+
+    module = tmp_path / "hashed_rule.py"
+    module.write_text("def check(example):\n    return len(example['answer']) > 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rules = [RuleSpec(name="custom", check="hashed_rule:check")]
+    first = custom_rule_sources(rules)
+    module.write_text("# a comment\n\ndef check(example):\n    return len(example['answer']) > 50\n")
+    assert custom_rule_sources(rules) == first  # this process still runs the first version
+    monkeypatch.delitem(sys.modules, "hashed_rule")
+    assert custom_rule_sources(rules) != first  # a new import: new code, new hash
