@@ -208,6 +208,17 @@ class CallTotals:
 
 
 @dataclass(frozen=True)
+class StoredCall:
+    """A stored LM response, as the response cache (synthboot.lm.calls) reads it back."""
+
+    id: int
+    text: str | None
+    finish_reason: str | None
+    record: str | bytes  # the response as DSPy caches it: JSON text, or a pickle
+    record_format: str  # 'json' or 'pickle'
+
+
+@dataclass(frozen=True)
 class OptimizeRunRow:
     id: int
     key: str
@@ -538,9 +549,10 @@ class Store:
     def call_keys(self) -> set[str]:
         return {r[0] for r in self._query("SELECT key FROM lm_calls")}
 
-    def find_call(self, key: str) -> sqlite3.Row | None:
-        rows = self._query("SELECT * FROM lm_calls WHERE key = ?", (key,))
-        return rows[0] if rows else None
+    def find_call(self, key: str) -> StoredCall | None:
+        """The stored response to a request (by its cache key), or None."""
+        rows = self._query("SELECT id, text, finish_reason, record, record_format FROM lm_calls WHERE key = ?", (key,))
+        return StoredCall(*rows[0]) if rows else None
 
     def failure_counts(self, by: Literal["purpose", "model"] | None = None) -> dict[str | None, int]:
         """Final LM call failures (`lm_failures`): the total under None, or per purpose or model."""
