@@ -66,7 +66,8 @@ def measure(run_dir: Path, spec) -> dict:
     seed_norm, seed_words = {normalise(s) for s in seeds}, [words(s) for s in seeds]
     with Store(run_dir) as store:
         cands = store.candidates(origin="lm")
-        calls = store.query("SELECT COUNT(*), COALESCE(SUM(latency_s), 0) FROM lm_calls")[0]
+        totals = store.call_totals()[0]
+        calls = (totals.calls, totals.latency_s)
     parsed = [text_of(c.fields) for c in cands if c.fields is not None]
     exact = sum(1 for t in parsed if normalise(t) in seed_norm)
     near = sum(1 for t in parsed if normalise(t) not in seed_norm and any(jaccard(words(t), s) >= NEAR for s in seed_words))

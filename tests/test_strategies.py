@@ -94,9 +94,9 @@ def test_conditioned_asks_for_one_cell_pins_it_and_shows_no_seed(tmp_path):
         schema = json.dumps(request.config.response_format)
         assert f'"const": "{asked}"' in schema or f'"enum": ["{asked}"]' in schema
     with Store(tmp_path / "run") as store:
-        by_task = {r["key"]: r for r in store.query("SELECT key FROM tasks")}
+        keys = store.task_keys()
         cands = store.candidates(origin="lm")
-    assert len(by_task) == 4
+    assert len(keys) == 4
     for c in cands:  # each candidate carries the difficulty its batch asked for
         assert c.task_key.split(":")[-1] == c.fields["difficulty"]
 
@@ -147,7 +147,7 @@ def test_subtopics_are_proposed_once_stored_listed_and_reused(tmp_path):
     assert "topics proposed by the LM (3" in text and "file handling; context managers; string formatting" in text
     with Store(tmp_path / "run") as store:
         topics = {c.topic for c in store.candidates(origin="lm")}
-        purposes = Counter(r[0] for r in store.query("SELECT purpose FROM lm_calls"))
+        purposes = {t.name: t.calls for t in store.call_totals(by="purpose")}
     assert topics == set(status.subtopics) and purposes == {"subtopics": 1, "generate": 3}
     again = synthboot.run(spec, tmp_path / "run", lm=scripted_lm([]))  # any call would raise
     assert again.lm_calls_made == 0

@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -34,12 +34,14 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         ray_address: Optional[str] = typer.Option(
             None, help="Ray cluster address (e.g. ray://head:10001); default: a local cluster."),
         budget: Optional[str] = typer.Option(
-            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'.")) -> None:
+            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'."),
+        force: bool = typer.Option(False, "--force", help="Run into a directory holding a run of another task "
+                                                          "or other fields (mixes the two).")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
     from synthboot.progress import progress_printer
     from synthboot.render import print_status
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
     from synthboot.status import run_status
 
     from synthboot.cost import parse_budget
@@ -55,7 +57,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
                               concurrency=concurrency, progress=progress, engine=engine,
                               ray_address=ray_address, requests_per_minute=rpm, tokens_per_minute=tpm,
-                              budget=budget_obj)
+                              budget=budget_obj, force=force)
     out.print(f"LM calls this run: {result.lm_calls_made} made, {result.lm_calls_cached} answered from the store")
     status_now = run_status(out_dir)
     print_status(out, status_now)
@@ -83,7 +85,11 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory."),
            to: Optional[Path] = typer.Option(None, help="Target directory (default RUN_DIR/export/FORMAT).")) -> None:
     """Write the train/dev/test splits to files."""
     from synthboot.dataset import export as do_export
+    from synthboot.store import lock_holder
 
+    if (holder := lock_holder(run_dir)) is not None:
+        err.print(f"warning: a run is in progress on {run_dir} ({holder}): the splits exported may be partial; "
+                  "export again when it has finished", markup=False, highlight=False, soft_wrap=True)
     for path in do_export(run_dir, fmt, to):  # type: ignore[arg-type]
         out.print(f"wrote {path}")
 
@@ -95,6 +101,10 @@ def init(path: Path = typer.Argument(Path("synthboot.yaml"), help="Where to writ
 
     if path.exists():
         raise SynthbootError(f"{path} exists; choose another path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SynthbootError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
     path.write_text(files("synthboot").joinpath("examples/python-qa.yaml").read_text(encoding="utf-8"))
     out.print(f"wrote {path}; edit it, then: synthboot run {path} --out runs/{path.stem}")
 
@@ -124,7 +134,7 @@ def estimate(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
                  None, "--from", help="A run directory whose stored calls give measured token sizes.")) -> None:
     """Print the expected LM calls, tokens and cost of a run before starting it."""
     from synthboot.estimate import estimate_run, print_estimate
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
 
     print_estimate(out, estimate_run(load_spec(spec), limit=limit, lm=lm, measured_from=measured))
 
@@ -221,14 +231,10 @@ def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
             split: str = typer.Option(..., "--as", help="test, train or dev.")) -> None:
     """Add real examples to a run (provenance 'human'); their split is frozen."""
     from synthboot.importing import import_examples
-    from synthboot.spec import Spec
     from synthboot.store import Store
 
     with Store(run_dir, lock=True) as store:
-        body = store.latest_spec()
-        if body is None:
-            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
-        result = import_examples(store, Spec.model_validate(body), file, split)
+        result = import_examples(store, store.spec(), file, split)
     out.print(f"imported {result.rows} examples into {split} ({result.added} new, provenance 'human')",
               highlight=False)
     if result.overlaps:
@@ -254,11 +260,12 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
     result = dedup_file(file, field, out_file, methods=method.split(",") if method else None, threshold=threshold,
                         pairs=pairs, embedder=embedder)
     removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
-    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}) "
+    missing = f"; {result.missing} without {', '.join(field)} (kept, not compared)" if result.missing else ""
+    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}){missing} "
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)
 
 
-_context: dict[str, object] = {}
+_context: dict[str, Any] = {}
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -296,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except typer.TyperException as exc:  # a bad argument: typer shows it with the usage line, exit 2
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # what typer raises is its click exception, which has show()
         return getattr(exc, "exit_code", 2)
     except Exception as exc:  # noqa: BLE001 - the one place bugs are caught
         log = _write_traceback()

@@ -14,6 +14,7 @@ from pathlib import Path
 import dspy
 
 from synthboot.engines import get_engine
+from synthboot.errors import RunMismatchError
 from synthboot.cost import Budget, BudgetGuard, parse_budget
 from synthboot.lm import make_lm
 from synthboot.lm.limits import limits_of
@@ -25,9 +26,9 @@ from synthboot.stages.generate import GenerateResult, plan_tasks
 from synthboot.stages.split import run_split
 from synthboot.stages.subtopics import resolve_topics, with_topics
 from synthboot.stages.diversity import record as record_diversity
-from synthboot.status import candidate_outcomes, kept_candidates
 from synthboot.store import Store
 from synthboot.topup import TopUpResult, top_up
+from synthboot.view import DatasetView
 
 # (stage name, done, total): how long stages report progress.
 Progress = Callable[[str, int, int], None]
@@ -46,7 +47,8 @@ class RunResult:
 def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_base: str | None = None,
         limit: int | None = None, concurrency: int | None = None, progress: Progress | None = None,
         engine: str = "local", ray_address: str | None = None, requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None, budget: Budget | str | None = None) -> RunResult:
+        tokens_per_minute: float | None = None, budget: Budget | str | None = None,
+        force: bool = False) -> RunResult:
     """Run (or resume) the pipeline for `spec` in the run directory `out`.
 
     `lm` overrides the spec's generator: a model string, or any configured `dspy.LM`.
@@ -55,6 +57,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
     `budget` ('$2', '200k tokens' or a `Budget`) caps what the run spends in total, over all its
     sessions: when reached, no new LM call starts, the work done is stored, and `BudgetExhausted`
     is raised; run again with a higher budget to resume.
+    `force` runs into a directory that holds a run of another task or other fields (otherwise a
+    `RunMismatchError`): the old candidates stay, and are judged by the new schema.
     """
     lm_object = lm if isinstance(lm, dspy.LM) else None
     if lm_object is not None:
@@ -67,6 +71,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
     limits = limits_of(spec.generate, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     stages = get_engine(engine, ray_address=ray_address, limits=limits)
     with Store(out, create=True, lock=True) as store:
+        if not force:
+            check_same_task(store.latest_spec(), spec, out)
         store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
         store.set_meta("run_settings", {"limit": limit, "lm": spec.generate.lm})
         store.add_seeds(all_seeds(spec))
@@ -111,14 +117,39 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             split = run_split(store, spec, judge.settings_hash)
             result.stages = [validate, dedup, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
-            record_diversity(store, spec, kept_candidates(store))  # embedding metrics, for `status`
+            record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits
             if guard is not None and guard.stopped_work:
                 left = gen.tasks_total - gen.tasks_skipped - gen.tasks_run - gen.tasks_failed
                 raise guard.error(f"{left} of {gen.tasks_total} generation tasks and "
-                                  f"{sum(1 for s, _ in candidate_outcomes(store).values() if s == 'pending')} "
+                                  f"{sum(1 for s, _ in DatasetView(store).outcomes.values() if s == 'pending')} "
                                   "candidates' verdicts left to do")
     return result
+
+
+def task_identity(body: dict) -> dict:
+    """What makes two specs the same dataset: the task text and the fields' names, types, values and
+    roles. Constraints, rules and every stage setting may change between runs: that is re-filtering."""
+    fields = {name: {k: f.get(k) for k in ("type", "values", "input")}
+              for name, f in (body.get("fields") or {}).items()}
+    return {"task": body.get("task"), "fields": fields, "schema": body.get("schema"), "inputs": body.get("inputs")}
+
+
+def check_same_task(stored: dict | None, spec: Spec, out: str | Path) -> None:
+    """Refuse to run `spec` into a run directory holding another task (`force=True` allows it)."""
+    if stored is None:
+        return
+    old, new = task_identity(stored), task_identity(spec.model_dump(mode="json", by_alias=True))
+    if old == new:
+        return
+    if old["task"] != new["task"]:
+        what = "a different task"
+    else:
+        changed = sorted(set(old["fields"]) ^ set(new["fields"])) or sorted(
+            n for n in old["fields"] if old["fields"][n] != new["fields"].get(n)) or ["schema/inputs"]
+        what = f"different fields ({', '.join(changed)})"
+    raise RunMismatchError(f"{out} holds a run of {what} than this spec; running into it would mix two datasets: "
+                           "use another --out, or --force to add to it anyway")
 
 
 def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:

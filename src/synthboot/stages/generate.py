@@ -28,7 +28,9 @@ from synthboot.secrets import scrub
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.stages import strategies
+from synthboot.stages.strategies import seeds_shown  # noqa: F401 - part of this module's interface
 from synthboot.store import Store
+from synthboot.task import Task
 
 STAGE = "generate"
 
@@ -75,7 +77,7 @@ def plan_tasks(spec: Spec, *, limit: int | None = None, round: int = 0,
     per_call, per_topic = spec.generate.per_call, spec.generate.per_topic
     topics = list(topics if topics is not None else spec.topics)
     strategy = spec.generate.strategy
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     quota = {t: per_topic for t in topics}
     if limit is not None and limit < per_topic * len(topics):
         base, extra = divmod(limit, len(topics))
@@ -107,7 +109,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                  concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> GenerateResult:
     """Run the tasks not yet done; store each one's candidates as it completes."""
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     strategy = spec.generate.strategy
     generators: dict[tuple, dspy.Module] = {}
     generators_lock = threading.Lock()
@@ -183,18 +185,6 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     return result
 
 
-def seeds_shown(seeds: list[dict], task: GenerationTask, per_call: int | None) -> str:
-    """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
-
-    A long seed set makes every prompt long; a window keeps prompts short while every seed is
-    still shown across the batches.
-    """
-    if per_call and per_call < len(seeds):
-        start = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big") % len(seeds)
-        seeds = [seeds[(start + i) % len(seeds)] for i in range(per_call)]
-    return json.dumps(seeds, indent=1, ensure_ascii=False)
-
-
 def _history(store: Store, tasks: list[GenerationTask], wave: int) -> list:
     """The candidates of this plan's batches in waves before `wave`, in generation order."""
     from synthboot.stages import generation_order
@@ -220,7 +210,7 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     if not scope.call_ids:
         raise RuntimeError("the generator made no LM call")
     call_id = scope.call_ids[-1]
-    text, finish_reason = scope.last_reply
+    text, finish_reason = scope.last_reply or (None, None)
     # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
     # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
     # included, stays in the stored call.

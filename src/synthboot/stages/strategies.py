@@ -19,6 +19,7 @@ the run store: a resumed run builds the same prompts, so the store answers them 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -180,9 +181,9 @@ def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
         return bounded
     fields: dict[str, Any] = {}
     for name, info in bounded.model_fields.items():
-        annotation = info.annotation
+        annotation: Any = info.annotation
         if name in pinned:
-            annotation = Literal[pinned[name]]  # type: ignore[valid-type]
+            annotation = Literal[pinned[name]]
         elif name in minimums and annotation is str:
             annotation = Annotated[str, annotated_types.MinLen(minimums[name])]
         fields[name] = (annotation, info)
@@ -263,14 +264,24 @@ def change_text(schema: TaskSchema, op: str, cell: Cell, source: dict) -> str:
     return "Rewrite it so that " + " and ".join(changes) + ", changing the content to fit."
 
 
+def seeds_shown(seeds: list[dict], task: Any, per_call: int | None) -> str:
+    """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
+
+    A long seed set makes every prompt long; a window keeps prompts short while every seed is
+    still shown across the batches.
+    """
+    if per_call and per_call < len(seeds):
+        start = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big") % len(seeds)
+        seeds = [seeds[(start + i) % len(seeds)] for i in range(per_call)]
+    return json.dumps(seeds, indent=1, ensure_ascii=False)
+
+
 def prompt_inputs(spec: Spec, schema: TaskSchema, strategy: str, task: Any, seeds: list[dict],
                   history: list[Candidate]) -> dict[str, Any]:
     """The generator's inputs for one batch: a pure function of the spec, the task and earlier waves."""
     text = spec.task + (f"\n\n{task.guidance}" if task.guidance else "")
     cell: Cell = task.cell
     if strategy == "few_shot":
-        from synthboot.stages.generate import seeds_shown
-
         return {"task": text, "seed_examples": seeds_shown(seeds, task, spec.generate.seeds_per_call),
                 "topic": task.topic, "count": task.count}
     if strategy in ("conditioned", "subtopics"):
