@@ -13,9 +13,10 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel = Table(title=f"synthboot run {status.run_dir}", show_header=True)
     funnel.add_column("stage")
     funnel.add_column("count", justify="right")
-    for label, value in [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-                         ("rule-valid", f.rule_valid), ("unique", f.unique), ("judged ok", f.judged_ok),
-                         ("kept", f.kept)]:
+    rows = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
+            ("rule-valid", f.rule_valid), ("unique", f.unique)]
+    rows += [("grounded", f.grounded)] if status.coverage is not None else []
+    for label, value in rows + [("judged ok", f.judged_ok), ("kept", f.kept)]:
         funnel.add_row(label, str(value))
     if f.pending:
         funnel.add_row("pending (run again)", str(f.pending))
@@ -30,6 +31,10 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    if status.coverage is not None:
+        from synthboot.coverage import coverage_line
+
+        console.print(coverage_line(status.coverage), highlight=False)
     if status.dedup_by_layer:
         console.print("dedup removals by layer: " + ", ".join(f"{k} {v}" for k, v in status.dedup_by_layer.items()),
                       highlight=False)

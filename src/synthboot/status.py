@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthboot.coverage import source_coverage
 from synthboot.spec import Spec
 from synthboot.stages import FILTER_STAGES
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
@@ -21,6 +22,7 @@ class Funnel:
     schema_valid: int = 0
     rule_valid: int = 0
     unique: int = 0
+    grounded: int = 0
     judged_ok: int = 0
     kept: int = 0
     pending: int = 0
@@ -52,6 +54,7 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    coverage: list | None = None  # synthboot.coverage.DocumentCoverage per document, when the spec has sources
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -117,7 +120,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.rule_valid = funnel.generated - sum(validate_rejects.values()) - _pending_at(outcomes, "validate")
         funnel.unique = funnel.rule_valid - sum(funnel.rejected.get("dedup", Counter()).values()) \
             - _pending_at(outcomes, "dedup")
-        funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
+        funnel.grounded = funnel.unique - sum(funnel.rejected.get("grounding", Counter()).values()) \
+            - _pending_at(outcomes, "grounding")
+        funnel.judged_ok = funnel.grounded - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = Counter(r["split"] for r in store.splits().values())
@@ -129,8 +134,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
         from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
         optimization = optimize_reports(store)
+        coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup)
+                     topup=topup, coverage=coverage)
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:

@@ -18,7 +18,8 @@ from typing import Any
 from synthboot.store import Candidate, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
-FILTER_STAGES = ("validate", "dedup", "judge")
+# `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding).
+FILTER_STAGES = ("validate", "dedup", "grounding", "judge")
 
 
 @dataclass
