@@ -153,7 +153,8 @@ def review(run_dir: Path = typer.Argument(..., help="A run directory."),
 @app.command()
 def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory."),
              program: Optional[str] = typer.Option(None, help="A DSPy signature ('question -> answer') or "
-                                                             "module:attribute naming a dspy.Module "
+                                                             "module:attribute naming a dspy.Module, or 'rag' "
+                                                             "(retrieve from the run's chunks, then answer) "
                                                              "(default: the task's inputs -> outputs)."),
              module: str = typer.Option("cot", help="predict or cot: the module a signature is wrapped in."),
              optimizer: str = typer.Option("bootstrap", help="bootstrap, random_search, mipro or gepa (DSPy's)."),

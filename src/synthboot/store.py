@@ -390,6 +390,13 @@ class Store:
                              [(cid, split, settings_hash, stamp) for cid, split in assignment.items()])
 
 
+    def add_optimize_score(self, run_id: int, split: str, program: str, n: int, mean: float, low: float,
+                           high: float) -> None:
+        """One more score of an optimize run (the `rag` program's retrieval recall, say)."""
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO optimize_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, split, program, n, mean, low, high))
+
     # -- source chunks (issue 13) ---------------------------------------------------------------
     def sync_chunks(self, chunks: Iterable[Chunk]) -> None:
         """Record the latest read of the sources: these chunks are current, every other one is not."""
