@@ -48,6 +48,8 @@ def test_verdicts_by_question_type():
     assert answered.reason == "unanswerable_answered"
     unanswered = offline_verdict("Who built the lighthouse?", MARKER, CONTEXT, "factual", g, MARKER)
     assert unanswered.reason == "says_unanswerable"
+    assert offline_verdict("", "Mathilde Arnesen.", CONTEXT, "factual", g, MARKER).reason == "empty"
+    assert offline_verdict("Who built it?", " ", CONTEXT, "factual", g, MARKER).reason == "empty"
     invented = offline_verdict("Who built it?", "Gustave Eiffel built it.", CONTEXT, "factual", g, MARKER)
     assert invented.reason in ("ungrounded", "ungrounded_entity")
     low = offline_verdict("Who built it?", "Mathilde Arnesen.", CONTEXT, "factual", GroundingSpec(), MARKER,

@@ -126,6 +126,8 @@ class Verdict:
 def offline_verdict(question: str, answer: str, context: str, question_type: str, settings: GroundingSpec,
                     marker: str, similarity: float | None = None) -> Verdict:
     """The offline checks in order; the first that fails is the reason. Pure: no LM, no store."""
+    if not content_words(question) or not answer.strip():
+        return Verdict(False, "empty", {"question_type": question_type})  # nothing to ground
     copy, sentence = copied_sentence(question, context)
     details: dict[str, Any] = {"question_type": question_type, "copy": round(copy, 3)}
     if copy >= settings.max_copy:
