@@ -133,6 +133,33 @@ def make_grounded_generator(schema: TaskSchema, spec: Spec, fields: GroundedFiel
     return dspy.ChainOfThought(sig) if spec.generate.module == "cot" else dspy.Predict(sig)
 
 
+def planned_prompts(spec: Spec, *, limit: int | None = None) -> tuple[list[GroundedTask], type[dspy.Signature],
+                                                                   list[dict]]:
+    """The tasks a run would plan now, the generator's signature and each call's inputs (for `estimate`)."""
+    from synthboot.sources import load_chunks
+
+    assert spec.sources is not None
+    schema = TaskSchema.from_spec(spec)
+    fields = grounded_fields(spec, schema)
+    tasks = plan_grounded_tasks(spec, load_chunks(spec), limit=limit)
+    signature = make_grounded_generator(schema, spec, fields).predictors()[0].signature
+    seeds = _seeds_json(spec, fields)
+    return tasks, signature, [_inputs(spec, t, seeds) for t in tasks]
+
+
+def _seeds_json(spec: Spec, fields: GroundedFields) -> str:
+    # Seeds keep their own context: a small model learns "answer from the context" from a worked example.
+    return json.dumps([{k: v for k, v in seed.items() if k != fields.question_type} for seed in all_seeds(spec)],
+                      indent=1, ensure_ascii=False)
+
+
+def _inputs(spec: Spec, task: GroundedTask, seeds_json: str) -> dict:
+    assert spec.sources is not None
+    instructions = TYPE_INSTRUCTIONS[task.question_type].format(marker=spec.sources.unanswerable_answer)
+    return {"task": spec.task, "context": task.context, "question_type": f"{task.question_type}: {instructions}",
+            "seed_examples": seeds_json, "count": task.count}
+
+
 def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GroundedTask], *,
                           concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None,
                           should_stop: Callable[[], bool] | None = None) -> GenerateResult:
@@ -140,8 +167,7 @@ def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[Gro
     schema = TaskSchema.from_spec(spec)
     fields = grounded_fields(spec, schema)
     generator = make_grounded_generator(schema, spec, fields)
-    seeds_json = json.dumps([{k: v for k, v in seed.items() if k not in (fields.context, fields.question_type)}
-                             for seed in all_seeds(spec)], indent=1, ensure_ascii=False)
+    seeds_json = _seeds_json(spec, fields)
     store.link_task_chunks((t.key, [c.hash for c in t.chunks], t.question_type) for t in tasks)
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
@@ -199,13 +225,11 @@ def _run_task(store: Store, spec: Spec, fields: GroundedFields, generator: dspy.
               seeds_json: str, task: GroundedTask) -> int:
     assert spec.sources is not None
     seed = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big")
-    instructions = TYPE_INSTRUCTIONS[task.question_type].format(marker=spec.sources.unanswerable_answer)
     parse_error = None
     context = task.context
     with dspy.context(lm=lm, adapter=JSON_ADAPTER), call_scope(STAGE) as scope:
         try:
-            generator(task=spec.task, context=context, question_type=f"{task.question_type}: {instructions}",
-                      seed_examples=seeds_json, count=task.count,
+            generator(**_inputs(spec, task, seeds_json),
                       config={"seed": seed, "temperature": spec.generate.temperature,
                               "max_tokens": spec.generate.max_tokens})
         except dspy.utils.exceptions.AdapterParseError as exc:
