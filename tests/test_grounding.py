@@ -77,3 +77,32 @@ def test_planted_ungrounded_answers_are_rejected():
     kept = sum(offline_verdict("What does the passage say?", fact, c.text, "factual", g, MARKER).kept
                for c, fact in genuine)
     assert kept / len(genuine) >= 0.95
+
+
+def test_lm_checks_judge_support_and_probe_closed_book():
+    import json
+
+    import dspy
+
+    from synthboot.lm.scripted import scripted_lm
+    from synthboot.sources import GroundedFields
+    from synthboot.stages.grounding import lm_verdict
+
+    names = GroundedFields("context", "question", "answer", None)
+    example = {"context": CONTEXT, "question": "Who built the lighthouse?", "answer": "Mathilde Arnesen"}
+
+    def reply(prompt: str) -> str:
+        if "[[ ## rubric ## ]]" in prompt:  # the judge: unsupported unless the answer is in the context
+            score = 5 if "Mathilde" in prompt.split("[[ ## answer ## ]]")[1] else 1
+            return json.dumps({"reasoning": "checked", "support_score": score})
+        return json.dumps({"answer": "Mathilde Arnesen"})  # the closed-book probe knows it anyway
+
+    lm = scripted_lm([reply], cycle=True)
+    judged = GroundingSpec(judge=True)
+    assert lm_verdict(example, names, "factual", judged, lm) is None
+    bad = lm_verdict({**example, "answer": "Gustave Eiffel"}, names, "factual", judged, lm)
+    assert bad is not None and bad.reason == "judge_ungrounded" and bad.details["judge_score"] == 1
+    probed = lm_verdict(example, names, "factual", GroundingSpec(closed_book=True), lm)
+    assert probed is not None and probed.reason == "answerable_without_context"
+    assert lm_verdict(example, names, "unanswerable", GroundingSpec(judge=True, closed_book=True), lm) is None
+    assert isinstance(lm, dspy.LM)

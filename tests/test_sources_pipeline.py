@@ -140,3 +140,18 @@ def test_sources_run_resume_change_and_split_by_document(project):
     assert changed.generate.tasks_run == changed.lm_calls_made == len(fresh) >= 1
     assert all(set(links[c.id][1]) & new_hashes for c in fresh)
     assert all(c.topic == "docs/tea.md" for c in fresh)
+
+
+def test_status_and_report_show_source_coverage(project):
+    from rich.console import Console
+
+    from synthboot.render import print_status
+    from synthboot.report import build_html, collect
+
+    _run(project, scripted_lm([grounded_reply], cycle=True))
+    console = Console(record=True, width=300)
+    print_status(console, run_status(project / "run"))
+    text = console.export_text()
+    assert "sources: 5 documents" in text and "grounded" in text
+    html = build_html(collect(project / "run"))
+    assert 'id="coverage"' in html and "docs/lighthouse.rst" in html and "(not generated)" not in html
