@@ -34,7 +34,7 @@ def test_hybrid_retrieval_finds_the_chunk_a_question_is_about():
 
 
 def _field(prompt: str, name: str) -> str:
-    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", prompt, re.S)
+    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", prompt, re.DOTALL)
     return match.group(1) if match else ""
 
 

@@ -41,7 +41,7 @@ split: {train: 0.4, dev: 0.2, test: 0.4, seed: 3}
 
 
 def _field(prompt: str, name: str) -> str:
-    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", prompt, re.S)
+    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", prompt, re.DOTALL)
     return match.group(1) if match else ""
 
 
@@ -50,7 +50,6 @@ def grounded_reply(prompt: str) -> str:
     context = _field(prompt, "context")
     body = context.split("\n\n", 1)[-1]
     qtype = _field(prompt, "question_type").split(":", 1)[0]
-    heading = context.split("\n", 1)[0]
     # Questions as distinct as a real model's (the scripted ones would otherwise be near-duplicates).
     topic = " ".join(sorted(set(re.findall(r"[a-z]{6,}", body.lower())))[:6])
     if qtype == "unanswerable":

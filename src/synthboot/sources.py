@@ -165,10 +165,10 @@ def rst_sections(text: str) -> list[Section]:
 
 
 class _HTMLSections(HTMLParser):
-    SKIP = {"script", "style", "noscript", "nav", "header", "footer", "head", "template", "svg"}
+    SKIP = frozenset({"script", "style", "noscript", "nav", "header", "footer", "head", "template", "svg"})
     SKIP_CLASSES = ("sphinxsidebar", "related", "footer", "headerlink", "navigation", "sidebar")
-    BLOCKS = {"p", "div", "li", "ul", "ol", "pre", "br", "tr", "table", "dt", "dd", "dl", "section", "article",
-              "blockquote", "hr"}
+    BLOCKS = frozenset({"p", "div", "li", "ul", "ol", "pre", "br", "tr", "table", "dt", "dd", "dl", "section", "article",
+              "blockquote", "hr"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -270,7 +270,7 @@ def windows(pieces: list[str], max_tokens: int, overlap: int) -> Iterator[list[s
         while back - 1 > start and kept < overlap and kept + words[back - 1] + words[end] <= max_tokens:
             back -= 1
             kept += words[back]
-        start = back if back < end else end
+        start = min(end, back)
 
 
 def chunk_sections(document: str, sections: list[Section], settings: SourcesSpec) -> list[Chunk]:

@@ -225,7 +225,7 @@ def run_grounding(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: s
         if verdict.kept and uses_lm and lm is not None:
             try:
                 verdict = lm_verdict(f, names, qtype, g, lm) or verdict
-            except Exception as exc:  # a verdict that does not parse is a reason, not a crash
+            except Exception as exc:  # noqa: BLE001 - a verdict that does not parse is a reason, not a crash
                 store.add_failure(purpose=STAGE, task_key=f"grounding:{cand.id}", model=lm.model, error=exc)
                 verdict = Verdict(False, "grounding_judge_error", {"error": f"{type(exc).__name__}: {str(exc)[:300]}"})
         return Decision(cand.id, verdict.kept, verdict.reason, verdict.details, score=verdict.details.get("support"))
