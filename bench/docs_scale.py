@@ -51,7 +51,7 @@ def main() -> None:
     model = get_embedder(args.embedder)
     model.encode(["warm up"])  # load (and for `static`, build) the model before timing
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     sections = chunks = 0
     texts: list[str] = []
     for kind, path in chosen:
@@ -61,16 +61,18 @@ def main() -> None:
         pieces = chunk_sections(str(path.relative_to(ROOT)), found, settings)
         chunks += len(pieces)
         texts += [c.text for c in pieces]
-    chunked = time.perf_counter()
+    chunked, cpu_chunked = time.perf_counter(), time.process_time()
     vectors = model.encode(texts, batch_size=1024)
-    embedded = time.perf_counter()
+    embedded, cpu_embedded = time.perf_counter(), time.process_time()
 
     words = sum(len(t.split()) for t in texts)
     html_n = sum(1 for k, _ in chosen if k == "html")
     print(f"pages {len(chosen)} ({html_n} HTML, {len(chosen) - html_n} reST), sections {sections}, "
           f"chunks {chunks}, words {words:,}, embedding dims {vectors.shape[1]}")
-    print(f"read + chunk: {chunked - started:.2f} s; embed ({args.embedder}): {embedded - chunked:.2f} s; "
-          f"total {embedded - started:.2f} s on {os.cpu_count()} CPUs")
+    print(f"wall: read + chunk {chunked - started:.2f} s; embed ({args.embedder}) {embedded - chunked:.2f} s; "
+          f"total {embedded - started:.2f} s on {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f})")
+    print(f"CPU time of this process: read + chunk {cpu_chunked - cpu_started:.2f} s; "
+          f"embed {cpu_embedded - cpu_chunked:.2f} s")
 
 
 if __name__ == "__main__":
