@@ -63,7 +63,7 @@ def test_rag_program_optimizes_and_reports_retrieval_recall(docs_run):
     report = run_optimize(docs_run, settings, student=lm, judge=lm)
     assert report.settings["metric"] == "semantic_f1"
     with Store(docs_run) as store:
-        test_ids = [cid for cid, r in store.splits().items() if r["split"] == "test"]
+        test_ids = [cid for cid, r in store.splits().items() if r.split == "test"]
     recall = report.scores["test", "retrieval_recall"]
     assert recall.n == len(test_ids) > 0 and 0.0 <= recall.low <= recall.mean <= recall.high <= 1.0
     assert recall.mean >= 0.5  # the scripted questions name their chunk's words: retrieval finds most

@@ -83,7 +83,7 @@ def test_sources_run_resume_change_and_split_by_document(project):
         outcomes = candidate_outcomes(store)
         grounding = store.decisions("grounding")
         documents = store.candidate_documents()
-        splits = {cid: r["split"] for cid, r in store.splits().items()}
+        splits = {cid: r.split for cid, r in store.splits().items()}
     assert {c.document for c in chunks} == {f"docs/{p.name}" for p in DOCS.iterdir()}
     # one call per chunk task, every example's context the chunk text itself (never the LM's)
     assert first.lm_calls_made == first.generate.tasks_total == len(chunks) == len(candidates)
@@ -99,7 +99,7 @@ def test_sources_run_resume_change_and_split_by_document(project):
     planted = [c for c in candidates if c.fields["answer"] == PLANTED and "Mauna Loa" not in c.fields["context"]]
     assert planted
     assert all(outcomes[c.id][0] == "grounding" for c in planted), [outcomes[c.id] for c in planted]
-    assert {grounding[c.id]["reason"] for c in planted} <= {"ungrounded", "ungrounded_entity", "low_similarity"}
+    assert {grounding[c.id].reason for c in planted} <= {"ungrounded", "ungrounded_entity", "low_similarity"}
     kept = [c for c in candidates if outcomes[c.id][0] == "kept"]
     assert len(kept) >= len(candidates) - len(planted) - 3  # the grounded ones survive
 

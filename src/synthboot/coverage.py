@@ -42,7 +42,8 @@ class DocumentCoverage:
 
 def source_coverage(store: Store, kept_ids: set[int]) -> list[DocumentCoverage]:
     """Per current document, its chunks with how many examples each produced and how many were kept."""
-    generated, kept = Counter(), Counter()
+    generated: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
     for cid, (_, hashes) in store.candidate_chunks().items():
         generated[hashes[0]] += 1
         if cid in kept_ids:

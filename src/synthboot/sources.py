@@ -101,7 +101,10 @@ def _nest(path: list[tuple[int, str]], level: int, title: str) -> str:
 
 
 def markdown_sections(text: str) -> list[Section]:
-    sections, path, heading, lines, fence = [], [], "", [], None
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    heading, fence = "", None
     rows = text.splitlines()
     i = 0
     while i < len(rows):
@@ -138,7 +141,11 @@ def rst_sections(text: str) -> list[Section]:
     Levels are assigned in the order the adornment styles first appear, as docutils does.
     """
     rows = text.splitlines()
-    sections, path, heading, lines, styles = [], [], "", [], []
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    styles: list[str] = []
+    heading = ""
     i = 0
     while i < len(rows):
         line = rows[i]
@@ -174,7 +181,8 @@ class _HTMLSections(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.sections: list[Section] = []
         self.path: list[tuple[int, str]] = []
-        self.heading, self.parts = "", []
+        self.heading = ""
+        self.parts: list[str] = []
         self.skip: list[str] = []  # the tag that opened the skipped element, once per nesting
         self.title_level: int | None = None
         self.title: list[str] = []

@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from itertools import zip_longest
+from typing import Any
 
 import dspy
 from pydantic import create_model
@@ -61,7 +62,7 @@ class GroundedTask:
         return "\n\n".join(c.text for c in self.chunks)
 
 
-def question_type_of(chunk_hash: str, mix: dict[str, float]) -> str:
+def question_type_of(chunk_hash: str, mix: Mapping[Any, float]) -> str:
     """The chunk's question type: a draw from the target mix, seeded by the chunk's hash."""
     total = sum(mix.values())
     u = int(chunk_hash[:8], 16) / 0x100000000 * total
@@ -70,7 +71,7 @@ def question_type_of(chunk_hash: str, mix: dict[str, float]) -> str:
         cumulative += share
         if u < cumulative:
             return name
-    return next(n for n, share in reversed(mix.items()) if share > 0)
+    return next(n for n, share in reversed(list(mix.items())) if share > 0)
 
 
 def plan_grounded_tasks(spec: Spec, chunks: list[Chunk], *, limit: int | None = None,
@@ -122,12 +123,12 @@ def make_grounded_generator(schema: TaskSchema, spec: Spec, fields: GroundedFiel
     """`task, context, question_type, seed_examples, count -> examples`, items without the context field."""
     bounded = schema.bounded_model(spec.generate.max_string_length)
     left_out = {fields.context, fields.question_type}
-    item = create_model(f"{bounded.__name__}Grounded", __config__=bounded.model_config,
-                        **{n: (f.annotation, f) for n, f in bounded.model_fields.items() if n not in left_out})
+    kept: dict[str, Any] = {n: (f.annotation, f) for n, f in bounded.model_fields.items() if n not in left_out}
+    item = create_model(f"{bounded.__name__}Grounded", __config__=bounded.model_config, **kept)
     names = [n for n in schema.names if n not in left_out]
     sig = GenerateGroundedExamples.append(
         "examples", dspy.OutputField(desc=f"A JSON list of exactly `count` new examples with fields: {', '.join(names)}"),
-        list[item])  # type: ignore[valid-type]
+        list[item])
     if spec.generate.instructions:
         sig = sig.with_instructions(spec.generate.instructions)
     return dspy.ChainOfThought(sig) if spec.generate.module == "cot" else dspy.Predict(sig)
@@ -236,7 +237,7 @@ def _run_task(store: Store, spec: Spec, fields: GroundedFields, generator: dspy.
             parse_error = str(exc).splitlines()[0]  # the raw reply is stored; its items are salvaged below
     if not scope.call_ids:
         raise RuntimeError("the generator made no LM call")
-    text, finish_reason = scope.last_reply
+    text, finish_reason = scope.last_reply or (None, None)
     items = parse_items(text or "", TaskSchema.from_spec(spec))[:task.count]
     for item in items:
         if item.get("fields") is not None:

@@ -200,13 +200,14 @@ def run_grounding(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: s
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, UPSTREAM, upstream_hash)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     if not enabled or not todo:
         store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"grounding": "off"}) for c in todo])
         result.decided = result.kept = len(todo)
         return result
     assert g is not None and spec.sources is not None
     names = grounded_fields(spec, TaskSchema.from_spec(spec))
+    marker = spec.sources.unanswerable_answer
     types = {cid: qtype for cid, (qtype, _) in store.candidate_chunks().items()}
     similarities: list[float | None] = [None] * len(todo)
     if g.min_similarity is not None:
@@ -220,7 +221,7 @@ def run_grounding(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: s
         f = cand.fields or {}
         qtype = types.get(cand.id, "factual")
         verdict = offline_verdict(str(f.get(names.question, "")), str(f.get(names.answer, "")),
-                                  str(f.get(names.context, "")), qtype, g, spec.sources.unanswerable_answer,
+                                  str(f.get(names.context, "")), qtype, g, marker,
                                   None if qtype == "unanswerable" else similarity)
         if verdict.kept and uses_lm and lm is not None:
             try:
