@@ -154,3 +154,17 @@ def test_status_and_report_show_source_coverage(project):
     assert "sources: 5 documents" in text and "grounded" in text
     html = build_html(collect(project / "run"))
     assert 'id="coverage"' in html and "docs/lighthouse.rst" in html and "(not generated)" not in html
+
+
+def test_estimate_plans_one_call_per_chunk_with_the_chunks_in_the_prompts(project):
+    from synthboot.estimate import estimate_run
+    from synthboot.sources import load_chunks
+
+    spec = synthboot.load_spec(project / "docs-qa.yaml")
+    chunks = load_chunks(spec)
+    est = estimate_run(spec)
+    generate = est.stages[0]
+    assert generate.calls == len(chunks)
+    # the prompts hold the chunk text: more prompt tokens than the documents have words
+    assert generate.prompt_tokens > sum(c.tokens for c in chunks)
+    assert estimate_run(spec, limit=3).stages[0].calls == 3
