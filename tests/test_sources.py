@@ -117,3 +117,18 @@ def test_a_sources_spec_needs_a_context_input_field(tmp_path):
     with pytest.raises(SpecError, match="topics"):
         synthboot.parse_spec("task: t\nfields:\n  question: {type: str, input: true}\n  answer: {type: str}\n"
                              "seeds: [{question: q, answer: a}]\n")
+
+
+def test_pdf_pages_are_sections():
+    sections = read_sections(Path(__file__).parent / "data" / "docs-pdf" / "kites.pdf")  # a PDF written by hand
+    assert [s.heading for s in sections] == ["page 1", "page 2"]
+    assert "tethered aircraft" in sections[0].text and "8 and 25 kilometres" in sections[1].text
+    chunks = chunk_sections("kites.pdf", sections, SourcesSpec(paths=["x"], min_tokens=5))
+    assert [c.heading for c in chunks] == ["page 1", "page 2"]
+
+
+def test_a_broken_pdf_is_a_one_line_error(tmp_path):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4\nthis is not a PDF body")
+    with pytest.raises(SpecError, match="cannot read the PDF"):
+        read_sections(broken)
