@@ -30,7 +30,7 @@ def test_rag_template_runs_on_the_embedded_model(tmp_path):
         if cand.fields is not None:  # the context is the chunk text, whatever the model wrote
             assert cand.fields["context"] == "\n\n".join(chunks[h].text for h in links[cand.id][1])
     stages = {s.stage: s for s in first.stages}
-    assert stages["grounding"].decided == stages["dedup"].kept  # every unique example was checked
+    assert stages["grounding"].decided == stages["validate"].kept  # every valid example was checked
     assert all(d.reason or d.kept for d in grounding.values())
     status = run_status(tmp_path / "run")
     assert status.coverage is not None and sum(len(d.chunks) for d in status.coverage) == len(chunks)

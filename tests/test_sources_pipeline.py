@@ -120,7 +120,7 @@ def test_sources_run_resume_change_and_split_by_document(project):
     assert lighthouse.kept == len(unanswerable) < len(lighthouse.chunks)
     assert [ch for ch in lighthouse.chunks if ch.generated and not ch.kept]
     assert all(d.kept > 0 for name, d in coverage.items() if name != "docs/lighthouse.rst")
-    assert status.funnel.grounded == status.funnel.unique - sum(status.funnel.rejected["grounding"].values())
+    assert status.funnel.grounded == status.funnel.rule_valid - sum(status.funnel.rejected["grounding"].values())
 
     # resume: nothing new to do, zero LM calls
     again = _run(project, scripted_lm([]))
@@ -139,6 +139,12 @@ def test_sources_run_resume_change_and_split_by_document(project):
     assert changed.generate.tasks_run == changed.lm_calls_made == len(fresh) >= 1
     assert all(set(links[c.id][1]) & new_hashes for c in fresh)
     assert all(c.topic == "docs/tea.md" for c in fresh)
+    # the examples of the old text stay in the store, rejected as stale; every other kept one stays kept
+    with Store(run_dir) as store:
+        after = candidate_outcomes(store)
+    old_text = [c for c in candidates if not set(links[c.id][1]) <= set(now)]
+    assert old_text and all(after[c.id] == ("grounding", "stale_chunk") for c in old_text)
+    assert all(after[c.id][0] == "kept" for c in kept if c not in old_text)
 
 
 def test_status_and_report_show_source_coverage(project):

@@ -96,33 +96,33 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                                           on_progress=_stage_progress(progress, "generate"), **stop)
             result = RunResult(Path(out), gen)
             validate = stages.run_validate(store, spec)
-            dedup = stages.run_dedup(store, spec, validate.settings_hash,
-                                     on_progress=_stage_progress(progress, "dedup: embed"))
             judge_lm = None
             if spec.judge.enabled or (spec.sources and (spec.sources.grounding.judge
                                                         or spec.sources.grounding.closed_book)):
                 judge_lm = gen_lm if not spec.judge.lm or spec.judge.lm == spec.generate.lm else make_lm(
                     spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers,
                     limits=limits)
-            grounding = run_grounding(store, spec, judge_lm, dedup.settings_hash, concurrency=workers,
+            grounding = run_grounding(store, spec, judge_lm, validate.settings_hash, concurrency=workers,
                                       on_progress=_stage_progress(progress, "grounding"))
-            judge = stages.run_judge(store, spec, judge_lm if spec.judge.enabled else None, grounding.settings_hash,
+            dedup = stages.run_dedup(store, spec, grounding.settings_hash,
+                                     on_progress=_stage_progress(progress, "dedup: embed"))
+            judge = stages.run_judge(store, spec, judge_lm if spec.judge.enabled else None, dedup.settings_hash,
                                      concurrency=workers, on_progress=_stage_progress(progress, "judge"), **stop)
             if spec.count:
                 # Targeted top-up (synthboot.topup): more rounds until `count` examples survive every filter.
                 def refilter() -> list[StageResult]:
                     v = stages.run_validate(store, spec)
-                    d = stages.run_dedup(store, spec, v.settings_hash)
-                    g = run_grounding(store, spec, judge_lm, d.settings_hash)
-                    return [v, d, g, stages.run_judge(store, spec, judge_lm, g.settings_hash, concurrency=workers,
+                    g = run_grounding(store, spec, judge_lm, v.settings_hash)
+                    d = stages.run_dedup(store, spec, g.settings_hash)
+                    return [v, g, d, stages.run_judge(store, spec, judge_lm, d.settings_hash, concurrency=workers,
                                                       **stop)]
 
                 result.topup = top_up(store, spec, lambda more: stages.run_generate(
                     store, spec, gen_lm, more, concurrency=workers, on_progress=_stage_progress(progress, "top-up"),
-                    **stop), refilter, [validate, dedup, grounding, judge])
-                validate, dedup, grounding, judge = result.topup.stages
+                    **stop), refilter, [validate, grounding, dedup, judge])
+                validate, grounding, dedup, judge = result.topup.stages
             split = run_split(store, spec, judge.settings_hash)
-            result.stages = [validate, dedup, grounding, judge, split]
+            result.stages = [validate, grounding, dedup, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
             record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits

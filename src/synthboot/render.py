@@ -14,9 +14,9 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel.add_column("stage")
     funnel.add_column("count", justify="right")
     rows = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-            ("rule-valid", f.rule_valid), ("unique", f.unique)]
+            ("rule-valid", f.rule_valid)]
     rows += [("grounded", f.grounded)] if status.coverage is not None else []
-    for label, value in rows + [("judged ok", f.judged_ok), ("kept", f.kept)]:
+    for label, value in rows + [("unique", f.unique), ("judged ok", f.judged_ok), ("kept", f.kept)]:
         funnel.add_row(label, str(value))
     if f.pending:
         funnel.add_row("pending (run again)", str(f.pending))

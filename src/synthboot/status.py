@@ -95,11 +95,11 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.parsed = funnel.generated - validate_rejects.get("parse_error", 0)
         funnel.schema_valid = funnel.parsed - validate_rejects.get("schema_error", 0)
         funnel.rule_valid = funnel.generated - sum(validate_rejects.values()) - _pending_at(outcomes, "validate")
-        funnel.unique = funnel.rule_valid - sum(funnel.rejected.get("dedup", Counter()).values()) \
-            - _pending_at(outcomes, "dedup")
-        funnel.grounded = funnel.unique - sum(funnel.rejected.get("grounding", Counter()).values()) \
+        funnel.grounded = funnel.rule_valid - sum(funnel.rejected.get("grounding", Counter()).values()) \
             - _pending_at(outcomes, "grounding")
-        funnel.judged_ok = funnel.grounded - sum(funnel.rejected.get("judge", Counter()).values()) \
+        funnel.unique = funnel.grounded - sum(funnel.rejected.get("dedup", Counter()).values()) \
+            - _pending_at(outcomes, "dedup")
+        funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = +view.split_counts()

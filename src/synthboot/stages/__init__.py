@@ -21,8 +21,9 @@ from typing import Any
 from synthboot.store import Candidate, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
-# `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding).
-FILTER_STAGES = ("validate", "dedup", "grounding", "judge")
+# `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding). It runs
+# before dedup, so an ungrounded or stale example never absorbs a grounded near-duplicate.
+FILTER_STAGES = ("validate", "grounding", "dedup", "judge")
 
 
 @dataclass

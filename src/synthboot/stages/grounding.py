@@ -12,13 +12,15 @@ LM checks, optional: a judge scoring support 1-5 with a rubric, and a closed-boo
 question asked without the context; answered right anyway, it did not need the document).
 Unanswerable questions are checked the other way round: the answer must be the spec's marker.
 
-`run_grounding` is a filter stage (the contract in synthboot.stages): with no `sources` in the
-spec it passes every candidate, so later stages see one chain either way.
+`run_grounding` is a filter stage (the contract in synthboot.stages), between validate and dedup (an
+ungrounded example must not absorb a grounded near-duplicate): with no `sources` in the spec it
+passes every candidate, so later stages see one chain either way.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +38,7 @@ from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
 
 STAGE = "grounding"
-UPSTREAM = "dedup"
+UPSTREAM = "validate"
 
 STOPWORDS = frozenset("""a an the and or but if then else of to in on at by for with from into onto over under as is
 are was were be been being am do does did done has have had having it its it's this that these those there here
@@ -190,25 +192,39 @@ def lm_verdict(cand_fields: dict, names: GroundedFields, question_type: str, set
 
 def run_grounding(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, *, concurrency: int = 1,
                   on_progress: Callable[[int, int], None] | None = None) -> StageResult:
-    """Decide the candidates dedup kept: grounded in their chunk, or rejected with the check that failed."""
+    """Decide the candidates validate kept: grounded in their chunk, or rejected with the check that failed.
+
+    An example whose chunk is no longer in the documents (the document changed since) is `stale_chunk`:
+    its context is text the sources do not hold any more. The current chunks are part of the stage's
+    hash, so a changed document decides every candidate again (offline checks are cheap; LM verdicts
+    are answered from the store).
+    """
     g = spec.sources.grounding if spec.sources is not None else None
     enabled = g is not None and g.enabled
     uses_lm = enabled and g is not None and (g.judge or g.closed_book) and lm is not None
+    current = {c.hash for c in store.chunks()} if spec.sources is not None else set()
     stage_hash = settings_hash(upstream_hash, STAGE, g.model_dump() if enabled and g else "off",
                                spec.sources.unanswerable_answer if enabled and spec.sources else None,
-                               lm.model if uses_lm and lm else None)
+                               lm.model if uses_lm and lm else None,
+                               hashlib.sha256("".join(sorted(current)).encode()).hexdigest()[:16] if current else None)
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, UPSTREAM, upstream_hash)
             if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
+    links = store.candidate_chunks() if spec.sources is not None else {}
+    stale = {c.id for c in todo if c.id in links and not set(links[c.id][1]) <= current}
     if not enabled or not todo:
-        store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"grounding": "off"}) for c in todo])
-        result.decided = result.kept = len(todo)
+        decisions = [Decision(c.id, False, "stale_chunk", {"document changed": True}) if c.id in stale
+                     else Decision(c.id, True, details={"grounding": "off"}) for c in todo]
+        store.write_decisions(STAGE, stage_hash, decisions)
+        result.decided, result.kept = len(todo), len(todo) - len(stale)
+        if stale:
+            result.rejected["stale_chunk"] = len(stale)
         return result
     assert g is not None and spec.sources is not None
     names = grounded_fields(spec, TaskSchema.from_spec(spec))
     marker = spec.sources.unanswerable_answer
-    types = {cid: qtype for cid, (qtype, _) in store.candidate_chunks().items()}
+    types = {cid: qtype for cid, (qtype, _) in links.items()}
     similarities: list[float | None] = [None] * len(todo)
     if g.min_similarity is not None:
         from synthboot.embeddings import get_embedder
@@ -218,6 +234,8 @@ def run_grounding(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: s
 
     def one(item: tuple[Candidate, float | None]) -> Decision:
         cand, similarity = item
+        if cand.id in stale:
+            return Decision(cand.id, False, "stale_chunk", {"document changed": True})
         f = cand.fields or {}
         qtype = types.get(cand.id, "factual")
         verdict = offline_verdict(str(f.get(names.question, "")), str(f.get(names.answer, "")),
