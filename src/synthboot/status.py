@@ -21,6 +21,7 @@ class Funnel:
     schema_valid: int = 0
     rule_valid: int = 0
     unique: int = 0
+    verified: int = 0
     judged_ok: int = 0
     kept: int = 0
     pending: int = 0
@@ -52,6 +53,8 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    # Verify's agreement per checked output field (synthboot.verify_stats.FieldAgreement).
+    verify_agreement: list = field(default_factory=list)
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -117,7 +120,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.rule_valid = funnel.generated - sum(validate_rejects.values()) - _pending_at(outcomes, "validate")
         funnel.unique = funnel.rule_valid - sum(funnel.rejected.get("dedup", Counter()).values()) \
             - _pending_at(outcomes, "dedup")
-        funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
+        funnel.verified = funnel.unique - sum(funnel.rejected.get("verify", Counter()).values()) \
+            - _pending_at(outcomes, "verify")
+        funnel.judged_ok = funnel.verified - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = Counter(r["split"] for r in store.splits().values())
@@ -129,8 +134,11 @@ def run_status(run_dir: str | Path) -> RunStatus:
         from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
         optimization = optimize_reports(store)
+        from synthboot.verify_stats import field_agreement
+
+        agreement = field_agreement(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup)
+                     topup=topup, verify_agreement=agreement)
 
 
 def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:

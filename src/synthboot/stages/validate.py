@@ -1,4 +1,5 @@
-"""Validate: parse, then schema, then the named quality rules. Every rejection keeps its reason."""
+"""Validate: parse, then schema, then the default checks (synthboot.checks), then the named quality
+rules. Every rejection keeps its reason."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable
 
 import pydantic
 
+from synthboot.checks import default_checks, empty_strings
 from synthboot.rules import compile_rules
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
@@ -19,7 +21,7 @@ def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
     """Each candidate's decision; a pure function of the spec, so it can run anywhere (the Ray engine)."""
     schema = TaskSchema.from_spec(spec)
     rules = compile_rules(spec.rules, schema)
-    return [_decide(c.id, c.fields, c.parse_error, schema, rules) for c in candidates]
+    return [_decide(c.id, c.fields, c.parse_error, schema, rules, spec) for c in candidates]
 
 
 def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
@@ -27,7 +29,7 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     schema = TaskSchema.from_spec(spec)
     compile_rules(spec.rules, schema)  # a bad rule is a SpecError here, before any work
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
-                               [r.model_dump() for r in spec.rules])
+                               [r.model_dump() for r in spec.rules], _checks_settings(spec))
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
@@ -43,15 +45,25 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     return result
 
 
-def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: TaskSchema, rules) -> Decision:
+def _checks_settings(spec: Spec) -> list:
+    """What the default checks depend on; the version changes when their code does."""
+    items = {n: (f.min_items, f.max_items, f.item_max_length) for n, f in (spec.fields or {}).items()}
+    return ["checks-v1", spec.checks.model_dump(), items, spec.generate.max_string_length]
+
+
+def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: TaskSchema, rules,
+            spec: Spec) -> Decision:
     if fields is None:
         return Decision(cid, False, "parse_error", {"error": parse_error or "not parsed"})
+    # Before the schema: an empty string says `empty:<field>`, not a schema's min_length message.
+    if isinstance(fields, dict) and (empty := empty_strings(fields, schema, spec)) is not None:
+        return Decision(cid, False, empty[0], {"failures": {empty[0]: empty[1]}})
     try:
         item = schema.validate_item(fields).model_dump(mode="json")
     except pydantic.ValidationError as exc:
         errors = [f"{'.'.join(str(p) for p in e['loc']) or '(item)'}: {e['msg']}" for e in exc.errors()]
         return Decision(cid, False, "schema_error", {"errors": errors})
-    failures = {}
+    failures = default_checks(item, schema, spec)
     for rule, check in rules:
         detail = check(item)
         if detail is not None:
