@@ -100,10 +100,11 @@ def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> 
                      "rejected": dict(result.rejected)}
 
 
-def rates(decisions: dict[int, dict], wrong: set[int]) -> dict:
-    right = [i for i in decisions if i not in wrong]
-    rejected_wrong = sum(not decisions[i]["kept"] for i in wrong if i in decisions)
-    kept_right = sum(bool(decisions[i]["kept"]) for i in right)
+def rates(decisions: dict[int, dict], wrong: set[int], n: int) -> dict:
+    """Rates over all `n` planted rows: a row an earlier stage (validate) rejected is not kept."""
+    right = [i for i in range(n) if i not in wrong]
+    rejected_wrong = sum(i not in decisions or not decisions[i]["kept"] for i in wrong)
+    kept_right = sum(i in decisions and bool(decisions[i]["kept"]) for i in right)
     return {"wrong": len(wrong), "wrong_rejected": rejected_wrong,
             "wrong_rejected_rate": round(rejected_wrong / len(wrong), 3) if wrong else None,
             "right": len(right), "right_kept": kept_right,
@@ -129,7 +130,7 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
         # conflicts of each other (same text, two labels), which is a different finding.
         decisions, info = verify_rows(intent_spec(trusted, lm_check=False), rows)
         wrong = set() if swap == "none" else set(range(len(rows)))
-        out.append({"part": "vote", "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong),
+        out.append({"part": "vote", "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
                     "seconds": info["seconds"], "reasons": info["rejected"]})
     return out
 
@@ -154,7 +155,7 @@ def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k:
             wrong.append({"question": p["question"], "answer": answer})
         decisions, info = verify_rows(math_spec(train[:2], **verify), rows + wrong, lm)
         out.append({"part": f"lm:{lm_name}:{module}:k{k}", "data": "gsm8k",
-                    **rates(decisions, set(range(len(rows), 2 * len(rows)))), **info,
+                    **rates(decisions, set(range(len(rows), 2 * len(rows))), 2 * len(rows)), **info,
                     "predicted_right": sum(d["details"].get("lm", {}).get("fields", {}).get("answer", {}).get("agree", False)
                                            for i, d in decisions.items() if i < len(rows))})
     if n_clinc:
@@ -164,7 +165,7 @@ def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k:
         rows = [{"text": t, "intent": i} for t, i in test] + [{"text": t, "intent": NEIGHBOUR[i]} for t, i in test]
         decisions, info = verify_rows(intent_spec(seeds, label_vote=False, **verify), rows, lm)
         out.append({"part": f"lm:{lm_name}:{module}:k{k}", "data": "clinc150 (neighbour swaps)",
-                    **rates(decisions, set(range(len(test), 2 * len(test)))), **info})
+                    **rates(decisions, set(range(len(test), 2 * len(test))), len(rows)), **info})
     return out
 
 

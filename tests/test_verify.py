@@ -11,8 +11,11 @@ import json
 import re
 from collections import Counter
 
+from rich.console import Console
+
 import synthboot
 from synthboot.lm.scripted import scripted_lm
+from synthboot.render import print_status
 from synthboot.status import run_status
 from synthboot.store import Store
 
@@ -87,6 +90,14 @@ def test_wrong_integer_answers_are_rejected_with_both_values_and_right_ones_kept
     assert status.funnel.rejected["verify"] == Counter({"inconsistent:answer": 3})
     [agreement] = status.verify_agreement
     assert (agreement.field, agreement.agreed, agreement.compared, agreement.match) == ("answer", 3, 6, "exact")
+    console = Console(record=True, width=200)
+    print_status(console, status)
+    printed = console.export_text()
+    assert "verify agreement: answer 3/6 (50%, exact)" in printed and "inconsistent:answer" in printed
+    from synthboot.report import build_html, collect
+
+    html = build_html(collect(tmp_path / "run"))
+    assert 'id="verify"' in html and html.count("inconsistent:answer") >= 3
 
     # The same run again: every verdict is in the store.
     again = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([]))
