@@ -275,3 +275,34 @@ def test_verify_on_the_embedded_model(tmp_path):
         assert bool(d["kept"]) == (found["predicted"] == two[question])
     again = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([]))
     assert again.lm_calls_made == 0
+
+
+def test_topup_rounds_count_only_verified_examples(tmp_path):
+    """With `count`, examples verify rejects are made up by more rounds, and each round is verified."""
+    problems = [(f"A shop sells {n} boxes of {n + 3} pens each. How many pens in total?", n * (n + 3))
+                for n in range(2, 14)]
+    served = itertools.count()
+
+    def reply(prompt: str) -> str:
+        if "[[ ## topic ## ]]" in prompt:
+            count = int(re.search(r"\[\[ ## count ## \]\]\s*(\d+)", prompt).group(1))
+            items = []
+            for _ in range(count):
+                i = next(served)
+                question, answer = problems[i % len(problems)]
+                items.append({"question": question, "answer": answer + (1 if i % 2 else 0)})  # every other one wrong
+            return json.dumps({"examples": items})
+        return json.dumps({"answer": next(a for q, a in problems if q in prompt)})
+
+    spec_path = tmp_path / "math.yaml"
+    # Exact dedup only: these templated problems share most of their words.
+    spec_path.write_text(MATH_SPEC.replace("per_topic: 6, per_call: 6", "per_topic: 4, per_call: 4")
+                         .replace("dedup: {semantic: false}", "dedup: {semantic: false, minhash: false}")
+                         + "count: 4\ntopup: {max_rounds: 3}\n")
+    result = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([reply], cycle=True))
+    assert result.topup is not None and result.topup.reached and result.topup.rounds >= 1
+    status = run_status(tmp_path / "run")
+    assert status.funnel.kept >= 4 and status.funnel.rejected["verify"]["inconsistent:answer"] >= 2
+    with Store(tmp_path / "run") as store:
+        topup_ids = {c.id for c in store.candidates(origin="lm") if c.round >= 1}
+        assert topup_ids and topup_ids <= set(store.decisions("verify"))  # top-up rounds were verified too
