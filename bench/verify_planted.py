@@ -14,6 +14,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
 
     python bench/verify_planted.py vote
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
+    python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
 """
 
 from __future__ import annotations
@@ -135,12 +136,13 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
     return out
 
 
-def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k: int) -> list[dict]:
+def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k: int,
+             max_tokens: int = 256) -> list[dict]:
     from synthboot.lm import make_lm
 
     rng = random.Random(seed)
-    lm = make_lm(lm_name, temperature=0.0, max_tokens=256, instances=2)
-    verify = {"lm": lm_name, "module": module, "self_consistency": k, "max_tokens": 256}
+    lm = make_lm(lm_name, temperature=0.0, max_tokens=max_tokens, instances=2)
+    verify = {"lm": lm_name, "module": module, "self_consistency": k, "max_tokens": max_tokens}
     out = []
     if n_math:
         train, test = gsm8k("train"), gsm8k("test")
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clinc", type=int, default=8)
     parser.add_argument("--module", default="predict", choices=["predict", "cot"])
     parser.add_argument("--k", type=int, default=1, help="lm: self-consistency samples")
+    parser.add_argument("--max-tokens", type=int, default=256, help="lm: the verifier's reply budget")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if not SHARED.exists():
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.part == "vote":
         results = [r for n in args.per_intent for r in bench_vote(n, args.test, args.seed)]
     else:
-        results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k)
+        results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens)
     for r in results:
         print(json.dumps(r))
 
