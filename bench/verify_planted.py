@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -31,8 +30,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-import yaml  # noqa: E402
 
 from synthboot.lm.calls import store_as_lm_cache  # noqa: E402
 from synthboot.spec import Spec  # noqa: E402
@@ -95,7 +92,7 @@ def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> 
             seconds = time.perf_counter() - started
         ids = {c.item_index: c.id for c in store.candidates(origin="lm")}
         decisions = store.decisions("verify")
-        out = {i: {**dict(decisions[cid]), "details": json.loads(decisions[cid]["details"] or "{}")}
+        out = {i: {"kept": decisions[cid].kept, "reason": decisions[cid].reason, "details": decisions[cid].details or {}}
                for i, cid in ids.items() if cid in decisions}
         return out, {"calls": cache.misses, "cached": cache.hits, "seconds": round(seconds, 1),
                      "rejected": dict(result.rejected)}

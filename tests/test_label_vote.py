@@ -83,8 +83,8 @@ def test_the_stage_votes_offline_without_an_lm_call(tmp_path):
     with Store(tmp_path / "run") as store:
         by_id = {c.id: c.fields for c in store.candidates(origin="lm")}
         for cid, d in store.decisions("verify").items():
-            details = json.loads(d["details"])
-            if not d["kept"]:
+            details = d.details or {}
+            if not d.kept:
                 vote_ = details["label_vote"]
                 assert vote_["label"] == by_id[cid]["intent"] and vote_["vote"] != vote_["label"]
                 assert vote_["neighbours"]

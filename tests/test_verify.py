@@ -66,7 +66,7 @@ def math_lm(verifier_calls: list[str] | None = None):
 def verify_decisions(run, key: str = "question") -> dict[str, dict]:
     with Store(run) as store:
         by_id = {c.id: c for c in store.candidates(origin="lm")}
-        return {by_id[cid].fields[key]: {**dict(d), "details": json.loads(d["details"] or "{}")}
+        return {by_id[cid].fields[key]: {"kept": d.kept, "reason": d.reason, "details": d.details or {}}
                 for cid, d in store.decisions("verify").items()}
 
 
@@ -178,7 +178,7 @@ def test_self_consistency_keeps_only_majority_agreement_and_stores_each_sample(t
     result = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([reply], cycle=True))
     assert all(n == 3 for n in seen.values()) and len(seen) == 6  # three distinct calls per candidate
     with Store(tmp_path / "run") as store:
-        assert store.query("SELECT COUNT(*) FROM lm_calls WHERE purpose = 'verify'")[0][0] == 18
+        assert {t.name: t.calls for t in store.call_totals("purpose")}["verify"] == 18
     [verify] = [s for s in result.stages if s.stage == "verify"]
     assert verify.kept == 2  # the train and the stickers: two of three samples agree
     ana = verify_decisions(tmp_path / "run")["Ana buys 12 pencils and gives away 5. How many pencils are left?"]
@@ -266,8 +266,9 @@ def test_verify_on_the_embedded_model(tmp_path):
     [verify] = [s for s in result.stages if s.stage == "verify"]
     assert verify.decided == 2
     with Store(tmp_path / "run") as store:
-        calls = store.query("SELECT model, text FROM lm_calls WHERE purpose = 'verify'")
-    assert len(calls) == 2 and all(model == "local/smollm2" for model, _ in calls)
+        by_model = {t.name: t.calls for t in store.call_totals("model")}
+        by_purpose = {t.name: t.calls for t in store.call_totals("purpose")}
+    assert by_purpose["verify"] == 2 and by_model["local/smollm2"] == 2  # the generator is the scripted LM
     for question, d in verify_decisions(tmp_path / "run").items():
         found = d["details"]["lm"]["fields"]["answer"]
         assert found["generated"] == two[question]

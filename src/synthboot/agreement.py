@@ -96,6 +96,10 @@ def text(generated: Any, predicted: Any, threshold: float, embedder: Any | None)
     return Agreement(cosine >= needed, round(cosine, 4), "embedding")
 
 
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple, set)) else [value]
+
+
 def compare(kind: str, generated: Any, predicted: Any, *, match: str | None = None, threshold: float = 0.6,
             tolerance: float = 1e-6, embedder: Any | None = None) -> Agreement:
     """How `predicted` agrees with `generated` for a field of `kind` (synthboot.schema.TaskSchema.kind)."""
@@ -103,8 +107,7 @@ def compare(kind: str, generated: Any, predicted: Any, *, match: str | None = No
     if match == "number":
         return number(generated, predicted, tolerance)
     if match == "jaccard":
-        as_list = (lambda v: v if isinstance(v, (list, tuple, set)) else [v])
-        return jaccard(as_list(generated), as_list(predicted), threshold)
+        return jaccard(_as_list(generated), _as_list(predicted), threshold)
     if match == "embedding":
         return text(generated, predicted, threshold, embedder)
     if match == "normalized":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -28,9 +27,9 @@ def field_agreement(store: Store) -> list[FieldAgreement]:
     agreed: Counter = Counter()
     matches: dict[str, str] = {}
     for d in store.decisions("verify").values():
-        if current is not None and d["settings_hash"] != current or not d["details"]:
+        if current is not None and d.settings_hash != current or not d.details:
             continue
-        fields = (json.loads(d["details"]).get("lm") or {}).get("fields") or {}
+        fields = (d.details.get("lm") or {}).get("fields") or {}
         for name, found in fields.items():
             if not isinstance(found, dict) or "agree" not in found:
                 continue

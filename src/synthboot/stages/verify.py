@@ -43,6 +43,7 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
+from synthboot.task import Task
 
 STAGE = "verify"
 
@@ -102,17 +103,17 @@ class LabelVoteCheck:
         outcomes = {c.id: Outcome(None) for c in candidates}
         if not self.fields or not candidates:
             return outcomes
-        verified = {cid for cid, d in store.decisions(STAGE).items() if d["settings_hash"] == stage_hash and d["kept"]}
+        verified = {cid for cid, d in store.decisions(STAGE).items() if d.settings_hash == stage_hash and d.kept}
         trusted_rows = [c for c in store.candidates() if c.fields and (c.origin in ("seed", "human") or c.id in verified)]
         embedder = get_embedder(self.settings_.embedder)
         texts = {c.id: input_text(c.fields or {}, self.schema) for c in candidates}
         cand_rows = embedder.encode([texts[c.id] for c in candidates])
         for name in self.fields:
             values = set(self.schema.enum_fields()[name])
-            trusted = [t for t in trusted_rows if str(t.fields.get(name)) in values]
-            trusted_emb = embedder.encode([input_text(t.fields, self.schema) for t in trusted])
+            trusted = [(t.id, t.fields or {}) for t in trusted_rows if str((t.fields or {}).get(name)) in values]
+            trusted_emb = embedder.encode([input_text(f, self.schema) for _, f in trusted])
             findings = vote([Labelled(c.id, texts[c.id], str((c.fields or {}).get(name))) for c in candidates],
-                            [Labelled(t.id, input_text(t.fields, self.schema), str(t.fields[name])) for t in trusted],
+                            [Labelled(tid, input_text(f, self.schema), str(f[name])) for tid, f in trusted],
                             cand_rows, trusted_emb, self.settings_)
             for cid, finding in findings.items():
                 if outcomes[cid].reason is None:
@@ -226,14 +227,15 @@ def run_verify(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str,
     candidate's calls; those not started stay undecided. With verify disabled every candidate
     passes, so later stages see one shape.
     """
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     batch_checks, call_checks = make_checks(spec, schema, lm) if spec.verify.enabled else ([], [])
-    stage_hash = settings_hash(upstream_hash, STAGE, [(c.name, c.settings()) for c in [*batch_checks, *call_checks]]
+    checks: list[BatchCheck | CallCheck] = [*batch_checks, *call_checks]
+    stage_hash = settings_hash(upstream_hash, STAGE, [(c.name, c.settings()) for c in checks]
                                if spec.verify.enabled else "off")
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, "dedup", upstream_hash)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     if not spec.verify.enabled:
         _write(store, stage_hash, result, [Decision(c.id, True, details={"verify": "off"}) for c in todo])
         return result
