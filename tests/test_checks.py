@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from synthboot.errors import SpecError
-from synthboot.spec import parse_spec
+from synthboot.loader import parse_spec
 from synthboot.stages.validate import decide_all
 from synthboot.store import Candidate
 

@@ -88,3 +88,5 @@ def test_the_stage_votes_offline_without_an_lm_call(tmp_path):
                 vote_ = details["label_vote"]
                 assert vote_["label"] == by_id[cid]["intent"] and vote_["vote"] != vote_["label"]
                 assert vote_["neighbours"]
+    again = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([]))
+    assert [s.decided for s in again.stages if s.stage == "verify"] == [0]  # idempotent: nothing to decide

@@ -11,11 +11,14 @@ import json
 import re
 from collections import Counter
 
+import pytest
 from rich.console import Console
 
 import synthboot
 from synthboot.lm.scripted import scripted_lm
+from synthboot.errors import SpecError
 from synthboot.render import print_status
+from synthboot.loader import parse_spec
 from synthboot.status import run_status
 from synthboot.store import Store
 
@@ -307,3 +310,9 @@ def test_topup_rounds_count_only_verified_examples(tmp_path):
     with Store(tmp_path / "run") as store:
         topup_ids = {c.id for c in store.candidates(origin="lm") if c.round >= 1}
         assert topup_ids and topup_ids <= set(store.decisions("verify"))  # top-up rounds were verified too
+
+
+def test_verify_fields_must_be_outputs():
+    with pytest.raises(SpecError, match="not an output field") as err:
+        parse_spec(MATH_SPEC + "verify: {fields: [question]}\n")
+    assert err.value.field == "verify.fields[0]"
