@@ -1,4 +1,4 @@
-"""The whole run: spec -> store -> generate -> validate -> dedup -> judge -> split.
+"""The whole run: spec -> store -> generate -> validate -> dedup -> verify -> judge -> split.
 
 Every stage reads from and writes to the run store, so `run` is also resume: finished generation
 tasks are skipped, finished LM calls are answered from the store, and filters decide again only
@@ -84,7 +84,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                              instances=workers, limits=limits)
             guard = None if budget is None else BudgetGuard(
                 store, parse_budget(budget) if isinstance(budget, str) else budget,
-                [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None])
+                [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None,
+                 spec.verify.lm or spec.generate.lm if spec.verify.enabled else None])
             # Passed only with a budget, so engines that take no `should_stop` still run without one.
             stop = {} if guard is None else {"should_stop": guard.exhausted}
             if spec.sources is not None:
@@ -111,7 +112,14 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                                       on_progress=_stage_progress(progress, "grounding"))
             dedup = stages.run_dedup(store, spec, grounding.settings_hash,
                                      on_progress=_stage_progress(progress, "dedup: embed"))
-            judge = stages.run_judge(store, spec, judge_lm if spec.judge.enabled else None, dedup.settings_hash,
+            verify_lm = None
+            if spec.verify.enabled and spec.verify.lm_check:
+                verify_lm = gen_lm if not spec.verify.lm or spec.verify.lm == spec.generate.lm else make_lm(
+                    spec.verify.lm, api_base=spec.verify.api_base, temperature=0.0,
+                    max_tokens=spec.verify.max_tokens, instances=workers, limits=limits)
+            verify = stages.run_verify(store, spec, verify_lm, dedup.settings_hash, concurrency=workers,
+                                       on_progress=_stage_progress(progress, "verify"), **stop)
+            judge = stages.run_judge(store, spec, judge_lm if spec.judge.enabled else None, verify.settings_hash,
                                      concurrency=workers, on_progress=_stage_progress(progress, "judge"), **stop)
             if spec.count:
                 # Targeted top-up (synthboot.topup): more rounds until `count` examples survive every filter.
@@ -119,15 +127,16 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                     v = stages.run_validate(store, spec)
                     g = run_grounding(store, spec, judge_lm, v.settings_hash)
                     d = stages.run_dedup(store, spec, g.settings_hash)
-                    return [v, g, d, stages.run_judge(store, spec, judge_lm, d.settings_hash, concurrency=workers,
+                    c = stages.run_verify(store, spec, verify_lm, d.settings_hash, concurrency=workers, **stop)
+                    return [v, g, d, c, stages.run_judge(store, spec, judge_lm, c.settings_hash, concurrency=workers,
                                                       **stop)]
 
                 result.topup = top_up(store, spec, lambda more: stages.run_generate(
                     store, spec, gen_lm, more, concurrency=workers, on_progress=_stage_progress(progress, "top-up"),
-                    **stop), refilter, [validate, grounding, dedup, judge])
-                validate, grounding, dedup, judge = result.topup.stages
+                    **stop), refilter, [validate, grounding, dedup, verify, judge])
+                validate, grounding, dedup, verify, judge = result.topup.stages
             split = run_split(store, spec, judge.settings_hash)
-            result.stages = [validate, grounding, dedup, judge, split]
+            result.stages = [validate, grounding, dedup, verify, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
             record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits

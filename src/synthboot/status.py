@@ -24,6 +24,7 @@ class Funnel:
     rule_valid: int = 0
     unique: int = 0
     grounded: int = 0
+    verified: int = 0
     judged_ok: int = 0
     kept: int = 0
     pending: int = 0
@@ -57,6 +58,8 @@ class RunStatus:
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
     coverage: list | None = None  # synthboot.coverage.DocumentCoverage per document, when the spec has sources
+    # Verify's agreement per checked output field (synthboot.verify_stats.FieldAgreement).
+    verify_agreement: list = field(default_factory=list)
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
     rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
     running: str | None = None  # the process running on the run directory now ('pid N'), if any
@@ -104,7 +107,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
             - _pending_at(outcomes, "grounding")
         funnel.unique = funnel.grounded - sum(funnel.rejected.get("dedup", Counter()).values()) \
             - _pending_at(outcomes, "dedup")
-        funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
+        funnel.verified = funnel.unique - sum(funnel.rejected.get("verify", Counter()).values()) \
+            - _pending_at(outcomes, "verify")
+        funnel.judged_ok = funnel.verified - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = +view.split_counts()
@@ -119,9 +124,12 @@ def run_status(run_dir: str | Path) -> RunStatus:
 
         optimization = optimize_reports(store)
         coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None
+        from synthboot.verify_stats import field_agreement
+
+        agreement = field_agreement(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors,
-                     running=lock_holder(run_dir), coverage=coverage)
+                     topup=topup, verify_agreement=agreement, split_warnings=split_warnings,
+                     rule_errors=rule_errors, running=lock_holder(run_dir), coverage=coverage)
 
 
 def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:

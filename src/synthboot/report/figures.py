@@ -36,7 +36,7 @@ def funnel(data: ReportData) -> go.Figure:
     stages = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
               ("rule-valid", f.rule_valid)] \
         + ([("grounded", f.grounded)] if data.status.coverage is not None else []) \
-        + [("unique", f.unique), ("judged", f.judged_ok), ("kept", f.kept)]
+        + [("unique", f.unique), ("verified", f.verified), ("judged", f.judged_ok), ("kept", f.kept)]
     fig = go.Figure(go.Funnel(y=[s for s, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
     return fig.update_layout(title="Funnel", **LAYOUT)
 

@@ -23,7 +23,7 @@ from synthboot.store import Candidate, Store
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
 # `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding). It runs
 # before dedup, so an ungrounded or stale example never absorbs a grounded near-duplicate.
-FILTER_STAGES = ("validate", "grounding", "dedup", "judge")
+FILTER_STAGES = ("validate", "grounding", "dedup", "verify", "judge")
 
 
 @dataclass
