@@ -18,7 +18,7 @@ def test_rag_template_runs_on_the_embedded_model(tmp_path):
     spec = synthboot.load_spec(tmp_path / "docs-qa.yaml")
     # --limit 4 with per_chunk 2: two chunks, one call each, from two documents (round-robin)
     first = synthboot.run(spec, tmp_path / "run", limit=4)
-    assert first.lm_calls_made == 2 and first.generate.tasks_run == 2
+    assert first.generate.tasks_run == 2
     with Store(tmp_path / "run") as store:
         chunks = {c.hash: c for c in store.chunks()}
         links = store.candidate_chunks()
@@ -33,6 +33,7 @@ def test_rag_template_runs_on_the_embedded_model(tmp_path):
     assert stages["grounding"].decided == stages["validate"].kept  # every valid example was checked
     assert all(d.reason or d.kept for d in grounding.values())
     status = run_status(tmp_path / "run")
+    assert status.calls.by_purpose["generate"] == 2  # (verify may add calls for what passed grounding)
     assert status.coverage is not None and sum(len(d.chunks) for d in status.coverage) == len(chunks)
     assert sum(d.generated for d in status.coverage) == len(candidates)
     again = synthboot.run(spec, tmp_path / "run", limit=4)

@@ -36,6 +36,7 @@ sources:
   per_chunk: 1
   question_types: {factual: 0.4, reasoning: 0.4, unanswerable: 0.2}
 generate: {concurrency: 2}
+verify: {lm_check: false}  # the scripted LM answers generation prompts only
 split: {train: 0.4, dev: 0.2, test: 0.4, seed: 3}
 """
 
