@@ -117,6 +117,13 @@ MIGRATIONS[5] = """
     CREATE INDEX lm_attempt_failures_key ON lm_attempt_failures(call_key);
 """
 
+# Issue 11: checks of a run against real labelled rows (synthboot.check): one row per check, the
+# result as JSON, kept as history (the latest per file is the one the report shows).
+MIGRATIONS[8] = """
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY, real_file TEXT NOT NULL, result TEXT NOT NULL, created_at TEXT NOT NULL);
+"""
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -144,6 +151,14 @@ class Decision:
     details: dict[str, Any] | None = None
     score: float | None = None
     matched_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    id: int
+    real_file: str
+    result: dict[str, Any]  # synthboot.check.CheckResult as a dict
+    created_at: str
 
 
 class Store:
@@ -358,6 +373,17 @@ class Store:
                 conn.execute("DELETE FROM splits WHERE frozen = 0")
             conn.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, 0, ?)",
                              [(cid, split, settings_hash, stamp) for cid, split in assignment.items()])
+
+    # -- checks against real data ------------------------------------------------------------
+    def add_check(self, real_file: str, result: dict[str, Any]) -> int:
+        rows = self._write_one("INSERT INTO checks (real_file, result, created_at) VALUES (?, ?, ?) RETURNING id",
+                               (real_file, json.dumps(result), now()))
+        return rows[0][0]
+
+    def checks(self) -> list[CheckRecord]:
+        """Every stored check, oldest first."""
+        return [CheckRecord(r["id"], r["real_file"], json.loads(r["result"]), r["created_at"])
+                for r in self.query("SELECT * FROM checks ORDER BY id")]
 
 
 def _candidate(row: sqlite3.Row) -> Candidate:

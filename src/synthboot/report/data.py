@@ -76,6 +76,7 @@ class ReportData:
     by_model: list[CallGroup]
     split_distributions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split->field->counts
     optimize: list[Any] = field(default_factory=list)  # synthboot.optimize.OptimizeReport
+    checks: list[Any] = field(default_factory=list)  # synthboot.check.CheckResult, latest per real file
 
     @property
     def names(self) -> list[str]:
@@ -98,8 +99,9 @@ def collect(run_dir: str | Path) -> ReportData:
         by_model = _call_groups(store, "model")
         split_distributions = _split_distributions(store, spec, schema)
         optimize = _optimize(store)
+        checks = _checks(store)
     return ReportData(Path(run_dir), spec, schema, status, rows, clusters, by_stage, by_model,
-                      split_distributions, optimize)
+                      split_distributions, optimize, checks)
 
 
 def candidate_rows(store: Store) -> list[Row]:
@@ -184,6 +186,14 @@ def _optimize(store: Store) -> list[Any]:
     except ImportError:
         return []
     return optimize_reports(store)
+
+
+def _checks(store: Store) -> list[Any]:
+    """The latest check against each real file (`synthboot check`)."""
+    from synthboot.check import stored_checks
+
+    latest = {c.real_file: c for c in stored_checks(store)}
+    return list(latest.values())
 
 
 def main_field(data: ReportData) -> str | None:
