@@ -84,13 +84,21 @@ def label_fidelity(real_x: np.ndarray, real_y: Sequence[str], synth_x: np.ndarra
         for f, (train, held) in enumerate(splitter.split(real_x, real_y)):
             fold_of[held] = f
             learners.append(Learner(real_x[train], [real_y[i] for i in train]))
-    real_hits = [learners[fold_of[i]].predict(real_x[i:i + 1])[0] == y for i, y in enumerate(real_y)]
+    real_agreement = _agreement(learners, fold_of, real_x, real_y)
     synthetic = None
     if len(synth_y):
-        nearest = nearest_index(synth_x, real_x)
-        hits = [learners[fold_of[nearest[j]]].predict(synth_x[j:j + 1])[0] == y for j, y in enumerate(synth_y)]
-        synthetic = float(np.mean(hits))
-    return Fidelity(synthetic, float(np.mean(real_hits)), folds)
+        synthetic = _agreement(learners, fold_of[nearest_index(synth_x, real_x)], synth_x, list(synth_y))
+    return Fidelity(synthetic, real_agreement, folds)
+
+
+def _agreement(learners: list[Learner], fold: np.ndarray, x: np.ndarray, y: list[str]) -> float:
+    """Share of rows whose label the learner of their fold predicts."""
+    hits = 0
+    for f, learner in enumerate(learners):
+        rows = np.flatnonzero(fold == f)
+        if len(rows):
+            hits += sum(p == y[i] for p, i in zip(learner.predict(x[rows]), rows))
+    return hits / len(y)
 
 
 def nearest_index(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
