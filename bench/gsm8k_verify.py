@@ -148,7 +148,8 @@ def main() -> None:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     train = gsm8k_rows("gsm8k_train.jsonl")
     seeds = sorted(train[:200], key=lambda r: len(r["question"]))[:6]  # short real problems: a small prompt
-    real_test = gsm8k_rows("gsm8k_test.jsonl")[:args.real_test]
+    # The spec bounds questions at 400 characters; real rows beyond it would not fit its schema.
+    real_test = [r for r in gsm8k_rows("gsm8k_test.jsonl") if len(r["question"]) <= 400][:args.real_test]
     test_file = run_dir.parent / f"{run_dir.name}-real-test.jsonl"
     test_file.write_text("".join(json.dumps(r) + "\n" for r in real_test))
     gen_s = None
