@@ -165,3 +165,16 @@ def test_cli_check_prints_numbers_and_exit_codes(tmp_path):
     assert not_a_run.returncode == 2 and "not a synthboot run" in not_a_run.stderr
     with Store(run_dir) as store:
         assert len(store.checks()) == 1  # failed checks store nothing
+
+
+def test_degenerate_sets_give_none_or_a_constant_not_an_error():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    # One training label: the learner predicts it for everything.
+    assert cm.accuracy(x[:3], ["a"] * 3, x[3:], ["a", "b", "a"]) == pytest.approx(2 / 3)
+    assert cm.accuracy(x[:0], [], x, ["a"] * 6) is None
+    # Fidelity needs two labels and a few real rows to cross-fit.
+    assert cm.label_fidelity(x, ["a"] * 6, x, ["a"] * 6).synthetic is None
+    assert cm.label_fidelity(x[:3], ["a", "b", "a"], x, ["a"] * 6).synthetic is None
+    assert cm.coverage_precision(x[:1], x, k=5).coverage is None  # no neighbour to set a radius
