@@ -248,7 +248,7 @@ def check(run_dir: Path = typer.Argument(..., help="A run directory."),
 
     _context["run_dir"] = run_dir
     result = check_run(run_dir, real, k=k, embedder=embedder)
-    out.print(f"check of {run_dir} against {real}", highlight=False)
+    out.print(f"check of {run_dir} against {real}", highlight=False, markup=False, soft_wrap=True)
     for line in result.lines():
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
