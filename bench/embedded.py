@@ -82,7 +82,7 @@ def pipeline_run(calls: int) -> tuple[dict, list]:
         started = time.perf_counter()
         gen = run_generate(store, spec, lm, plan_tasks(spec), concurrency=2)
         wall = time.perf_counter() - started
-        prompt, completion = store.query("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM lm_calls")[0]
+        prompt, completion = store._query("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM lm_calls")[0]
     engine.close()
     return {"layout": "pipeline 2x1", "calls": len(recorded), "candidates": gen.candidates, "wall_s": round(wall, 2),
             "prompt_tokens": prompt, "completion_tokens": completion,

@@ -23,10 +23,10 @@ from synthboot import check_metrics as cm
 from synthboot.errors import SynthbootError
 from synthboot.importing import read_examples
 from synthboot.schema import TaskSchema
-from synthboot.spec import Spec
 from synthboot.stages.dedup import compare_text
-from synthboot.status import kept_candidates
 from synthboot.store import Store, now
+from synthboot.task import Task
+from synthboot.view import DatasetView
 
 
 @dataclass
@@ -94,13 +94,9 @@ def check_run(run_dir: str | Path, real_file: str | Path, *, k: int = 5, embedde
               save: bool = True) -> CheckResult:
     """Check a run's kept examples against the real rows of `real_file` (JSONL in the spec's fields)."""
     with Store(run_dir) as store:
-        body = store.latest_spec()
-        if body is None:
-            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
-        spec = Spec.model_validate(body)
-        schema = TaskSchema.from_spec(spec)
+        schema = Task.of(store.spec()).schema
         real = read_examples(real_file, schema)
-        synthetic = [c.fields for c in kept_candidates(store) if c.fields]
+        synthetic = [c.fields for c in DatasetView(store).kept() if c.fields]
         seeds = [c.fields for c in store.candidates(origin="seed") if c.fields]
         result = compare(schema, real, synthetic, seeds, k=k, embedder=embedder)
         result.real_file = str(real_file)

@@ -66,6 +66,7 @@ class StoreCache(Cache):
             enable_memory_cache: bool = True) -> None:
         key = self.cache_key(request, ignored_args_for_cache_key)
         started = _started().pop(key, None)
+        record: str | bytes
         try:
             record, record_format = json.dumps(value), "json"
         except (TypeError, ValueError):

@@ -54,4 +54,4 @@ def passed(store: Store, stage: str | None, stage_hash: str | None) -> list[Cand
         return candidates
     decisions = store.decisions(stage)
     return [c for c in candidates
-            if (d := decisions.get(c.id)) is not None and d["settings_hash"] == stage_hash and d["kept"]]
+            if (d := decisions.get(c.id)) is not None and d.settings_hash == stage_hash and d.kept]
