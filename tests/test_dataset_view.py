@@ -142,3 +142,15 @@ def test_a_review_edit_follows_a_frozen_test_row(tmp_path):
     with Store(run_dir) as store:
         frozen_questions = {c.fields["question"] for c in store.candidates(ids=frozen_test)}
     assert frozen_questions <= q["test"]  # the frozen test rows stayed, and the copy joined them
+
+
+def test_every_reader_agrees_after_a_review_rejects_a_frozen_test_row(tmp_path):
+    run_dir = tmp_path / "run"
+    run(tmp_path, SPEC, run_dir)
+    test_ids = split_ids(run_dir, tmp_path)["test"]
+    with Store(run_dir) as store:
+        freeze_test(store)
+        add_review(store, test_ids[0], "reject", reviewer="ada")
+    counts = every_count(run_dir, tmp_path)
+    assert all(c == counts["status"] for c in counts.values()), counts
+    assert counts["status"]["test"] == len(test_ids) - 1

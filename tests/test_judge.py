@@ -60,4 +60,4 @@ def test_unparseable_verdicts_are_a_reason_and_the_rubric_reaches_the_judge(tmp_
     assert judge.rejected == {"judge_error": 2}
     assert any("RUBRIC-MARKER" in p for p in prompts)
     with Store(tmp_path / "run") as store:
-        assert store._query("SELECT COUNT(*) FROM lm_failures WHERE purpose = 'judge'")[0][0] == 2
+        assert store.failure_counts("purpose").get("judge") == 2

@@ -215,6 +215,17 @@ class CallTotals:
 
 
 @dataclass(frozen=True)
+class StoredCall:
+    """A stored LM response, as the response cache (synthboot.lm.calls) reads it back."""
+
+    id: int
+    text: str | None
+    finish_reason: str | None
+    record: str | bytes  # the response as DSPy caches it: JSON text, or a pickle
+    record_format: str  # 'json' or 'pickle'
+
+
+@dataclass(frozen=True)
 class OptimizeRunRow:
     id: int
     key: str
@@ -268,23 +279,18 @@ class Store:
     """A run directory's database. Thread-safe: writes are serialised by one lock."""
 
     def __init__(self, run_dir: str | Path, *, create: bool = False, lock: bool = False, readonly: bool = False):
-        """`readonly` opens the database read-only (reading commands on a run they may not write);
-        it cannot be combined with `create` or `lock`, and applies no migration."""
+        """`readonly`: for commands that only read (see `_open_readonly`); not with `create` or `lock`."""
         if readonly and (create or lock):
             raise ValueError("a read-only store cannot be created or locked")
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
-        self.readonly = readonly
         if not create and not self.path.exists():
             raise RunNotFoundError(f"{self.run_dir} is not a synthboot run (no {DB_NAME} in it)")
         self._lock_file: TextIO | None = None
+        if readonly and self._open_readonly():
+            return
         self._write_lock = threading.RLock()
         try:
-            if readonly:
-                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                             check_same_thread=False, isolation_level=None, timeout=30)
-                self._conn.row_factory = sqlite3.Row
-                return
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if lock:
                 self._acquire_run_lock()
@@ -298,6 +304,32 @@ class Store:
             raise _store_error(exc, self.path) from None
         except OSError as exc:
             raise StoreWriteError(f"cannot open the run store at {self.path}: {exc.strerror or exc}") from None
+
+    def _open_readonly(self) -> bool:
+        """For commands that only read (status, report, export): no lock, no migration, no write,
+        so they work on a run directory the user cannot write (a shared or archived run).
+
+        False (nothing opened) when the store needs a migration and can be written: it is then
+        opened as usual, which migrates it."""
+        self._write_lock = threading.RLock()
+        # A WAL database opens read-only when its -shm file exists or can be created; in a read-only
+        # directory with neither, `immutable` reads the file as it is (nobody can be writing it).
+        writable = os.access(self.run_dir, os.W_OK)
+        shm = self.path.with_name(DB_NAME + "-shm").exists()
+        uri = f"{self.path.resolve().as_uri()}?mode=ro" + ("" if writable or shm else "&immutable=1")
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.row_factory = sqlite3.Row
+            applied = {r[0] for r in self._conn.execute("SELECT version FROM migrations")}
+        except sqlite3.Error as exc:
+            raise StoreWriteError(f"cannot read the run store {self.path}: {exc}") from None
+        if set(MIGRATIONS) <= applied:
+            return True
+        self._conn.close()
+        if writable:
+            return False
+        raise StoreWriteError(f"the run store {self.path} was made by an older synthboot and this read-only copy "
+                              "cannot be upgraded; open it once where it can be written")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _acquire_run_lock(self) -> None:
@@ -553,9 +585,10 @@ class Store:
     def call_keys(self) -> set[str]:
         return {r[0] for r in self._query("SELECT key FROM lm_calls")}
 
-    def find_call(self, key: str) -> sqlite3.Row | None:
-        rows = self._query("SELECT * FROM lm_calls WHERE key = ?", (key,))
-        return rows[0] if rows else None
+    def find_call(self, key: str) -> StoredCall | None:
+        """The stored response to a request (by its cache key), or None."""
+        rows = self._query("SELECT id, text, finish_reason, record, record_format FROM lm_calls WHERE key = ?", (key,))
+        return StoredCall(*rows[0]) if rows else None
 
     def failure_counts(self, by: Literal["purpose", "model"] | None = None) -> dict[str | None, int]:
         """Final LM call failures (`lm_failures`): the total under None, or per purpose or model."""

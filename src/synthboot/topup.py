@@ -102,7 +102,7 @@ def plan_topup(spec: Spec, round_: int, want: dict[str, int], max_calls: int | N
 
 def kept_after(store: Store, judge_hash: str) -> list[Candidate]:
     """The kept examples once the filters have run with `judge_hash` (synthboot.view)."""
-    return DatasetView(store, {"judge": judge_hash}).kept()
+    return DatasetView.after(store, judge_hash).kept()
 
 
 def top_up(store: Store, spec: Spec, generate: Callable[[list[GenerationTask]], GenerateResult],

@@ -71,6 +71,12 @@ class DatasetView:
         self.reviews: dict[int, Review] = store.latest_reviews()
         self.candidates: list[Candidate] = store.candidates()
 
+    @classmethod
+    def after(cls, store: Store, last_filter_hash: str) -> DatasetView:
+        """The view once the filters have run with the last one's `last_filter_hash` (a stage running
+        now, such as split or top-up, passes its upstream's; the hash chains every earlier filter)."""
+        return cls(store, {FILTER_STAGES[-1]: last_filter_hash})
+
     # -- outcomes ----------------------------------------------------------------------------
     @cached_property
     def filter_outcomes(self) -> dict[int, Outcome]:

@@ -52,10 +52,10 @@ def assign(items: list[tuple[int, str, str]], fractions: dict[str, float], seed:
 
 def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
     s = spec.split
-    # The pool is the dataset view's kept set under the judge's hash (human review outranks the
+    # The pool is the dataset view's kept set under the last filter's hash (human review outranks the
     # filters; edited fields are what gets placed and compared), in generation order, the
     # candidates only a review keeps after the rest.
-    view = DatasetView(store, {"judge": upstream_hash})
+    view = DatasetView.after(store, upstream_hash)
     by_filters = view.filter_kept_ids()
     pool = sorted(view.kept(), key=lambda c: (0, generation_order(c)) if c.id in by_filters else (1, (c.id,)))
     # An edit changes what is compared for leakage: it must re-split (issue 12, bug 3).

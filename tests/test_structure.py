@@ -1,9 +1,10 @@
-"""The package's import graph has no cycle (issue 12), counting imports inside functions too: a late
-import that only dodges a cycle at load time still ties two modules into one."""
+"""The package's import graph has no cycle, and only the store holds SQL (issue 12). Imports inside
+functions count too: a late import that only dodges a cycle at load time still ties two modules."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import synthboot
@@ -82,3 +83,13 @@ def test_the_package_has_no_import_cycle():
     graph = import_graph()
     assert "synthboot.store" in graph["synthboot.stages"]
     assert cycles(graph) == []
+
+
+SQL = re.compile(r"""['"](SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA) """)
+
+
+def test_no_sql_outside_the_store():
+    """The store owns every SQL statement (issue 12): other modules call its typed methods."""
+    offenders = [f"{path.relative_to(PACKAGE)}:{n}" for path in PACKAGE.rglob("*.py") if path.name != "store.py"
+                 for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if SQL.search(line)]
+    assert offenders == []
