@@ -28,6 +28,7 @@ class DedupFileResult:
     kept: int
     removed: Counter = field(default_factory=Counter)  # layer -> rows removed
     empty: int = 0  # rows whose compared text is empty (kept: nothing to compare)
+    missing: int = 0  # rows that have none of the compared fields (kept, counted: maybe a wrong --field)
     seconds: float = 0.0
 
 
@@ -60,6 +61,9 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     """Write the rows of `path` that are not duplicates (compared on `fields`) to `out`."""
     started = time.perf_counter()
     path = Path(path)
+    for target, option in ((out, "--out"), (pairs, "--pairs")):
+        if target is not None and _same_file(path, Path(target)):
+            raise SynthbootError(f"{option} {target} is the input file: it would be overwritten; write elsewhere")
     rows = read_jsonl(path)
     if rows and not any(f in row for row in rows for f in fields):
         raise SynthbootError(f"no row of {path} has the field(s) {', '.join(fields)}")
@@ -67,7 +71,8 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     records = [(i, {f: _text(row.get(f)) for f in fields}) for i, row in enumerate(rows)]
     outcome = dedup_records(records, layers, fields)
     result = DedupFileResult(rows=len(rows), kept=len(outcome.kept),
-                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()))
+                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()),
+                             missing=sum(1 for row in rows if not any(f in row for f in fields)))
     for layer, _, _ in outcome.removed.values():
         result.removed[layer] += 1
     _write_jsonl(Path(out), (rows[i] for i in outcome.kept))
@@ -77,6 +82,13 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
                                    for i, (layer, j, score) in sorted(outcome.removed.items())))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def _text(value: Any) -> str:
