@@ -40,6 +40,11 @@ class FieldSpec(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     input: bool = False
+    # list[str] only: bounds on the number of items and on each item's length (default checks,
+    # synthboot.checks; items also must be non-empty text, not JSON fragments).
+    min_items: int | None = Field(None, ge=0, le=10_000)
+    max_items: int | None = Field(None, ge=1, le=10_000)
+    item_max_length: int | None = Field(None, ge=1, le=10_000_000)
 
     @field_validator("pattern")
     @classmethod
@@ -60,6 +65,10 @@ class FieldSpec(_Strict):
             raise ValueError("`values` is only for fields of type enum")
         if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
             raise ValueError("min_length is larger than max_length")
+        if self.type != "list[str]" and (self.min_items, self.max_items, self.item_max_length) != (None, None, None):
+            raise ValueError("min_items, max_items and item_max_length are only for fields of type list[str]")
+        if self.min_items is not None and self.max_items is not None and self.min_items > self.max_items:
+            raise ValueError("min_items is larger than max_items")
         return self
 
 
@@ -179,6 +188,118 @@ class JudgeSpec(_Strict):
     rubric: str | None = None
 
 
+QuestionType = Literal["factual", "reasoning", "unanswerable"]
+
+
+class GroundingSpec(_Strict):
+    """Checks that an example generated from a chunk is grounded in it (synthboot.stages.grounding)."""
+
+    enabled: bool = True
+    # Share of the answer's content words found in its context; answers below it are `ungrounded`.
+    min_support: float = Field(0.6, ge=0, le=1)
+    # Cosine of the answer to its closest context sentence (null: no embedding check).
+    min_similarity: float | None = Field(0.25, ge=-1, le=1)
+    embedder: str = "local"
+    # A question this close (difflib ratio of the words) to a sentence of its context is `trivial_copy`.
+    max_copy: float = Field(0.8, gt=0, le=1)
+    # An LM judge scoring support 1-5 with a rubric (the judge's LM, else the generator's).
+    judge: bool = False
+    threshold: int = Field(3, ge=1, le=5)
+    rubric: str | None = None
+    # Reject questions the generator answers right without the context (one more call per example).
+    closed_book: bool = False
+
+
+class SourcesSpec(_Strict):
+    """Documents to generate from (synthboot.sources): files or globs relative to the spec."""
+
+    paths: list[str] = Field(..., min_length=1)
+    # Chunking: sections at headings, then windows of `max_tokens` words overlapping by `overlap`.
+    max_tokens: int = Field(200, ge=16, le=100_000)
+    overlap: int = Field(30, ge=0, le=100_000)
+    min_tokens: int = Field(20, ge=0, le=100_000)  # shorter sections join the next one
+    per_chunk: int = Field(2, ge=1, le=50)  # examples asked for per chunk (one call)
+    question_types: dict[QuestionType, float] = Field(
+        default_factory=lambda: {"factual": 0.7, "reasoning": 0.2, "unanswerable": 0.1})  # type: ignore[arg-type]
+    hops: int = Field(2, ge=2, le=6)  # neighbouring chunks a reasoning question is given
+    context_field: str = "context"
+    question_field: str | None = None  # default: the first input field other than the context
+    answer_field: str | None = None  # default: the first str output field
+    unanswerable_answer: str = "The context does not say."
+    grounding: GroundingSpec = Field(default_factory=GroundingSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourcesSpec:
+        if self.overlap >= self.max_tokens:
+            raise ValueError("overlap must be smaller than max_tokens")
+        if not self.question_types or sum(self.question_types.values()) <= 0 \
+                or any(v < 0 for v in self.question_types.values()):
+            raise ValueError("question_types needs at least one type with a positive share")
+        return self
+
+
+class ChecksSpec(_Strict):
+    """Checks every spec gets without writing a rule (synthboot.checks), run by validate.
+
+    Empty or whitespace-only strings and the list[str] item checks always run; these can be
+    switched off.
+    """
+
+    # An input that equals or merely restates an enum output's label ("billing", "Label: billing").
+    answer_leak: bool = True
+
+
+class VerifyFieldSpec(_Strict):
+    """How one output field's generated value is compared with the verifier's prediction."""
+
+    match: Literal["exact", "normalized", "embedding", "jaccard", "number"] | None = None  # default by type
+    threshold: float | None = Field(None, ge=0, le=1)  # embedding cosine or list Jaccard
+    tolerance: float | None = Field(None, ge=0)  # numbers: absolute or relative difference allowed
+
+
+class LabelVoteSpec(_Strict):
+    """The offline label check: a nearest-neighbour vote in embedding space over trusted labelled rows."""
+
+    enabled: bool = True
+    # Each label's score is the mean cosine of its `per_label` trusted rows nearest the candidate.
+    per_label: int = Field(2, ge=1, le=100)
+    # Reject when another label scores this much above the candidate's own (BENCHMARKS.md: why 0.08).
+    margin: float = Field(0.08, ge=0, le=2)
+    min_similarity: float = Field(0.3, ge=-1, le=1)  # a winning label less similar than this does not vote
+    # Same text: equal after normalising, or a cosine at least this (then another label is a conflict).
+    near_duplicate: float = Field(0.92, gt=0, le=1)
+    embedder: str = "local"
+
+
+class VerifySpec(_Strict):
+    """Verify: is each candidate's output right for its input (synthboot.stages.verify)."""
+
+    enabled: bool = True
+    lm: str | None = None  # the verifier; defaults to the generator's LM
+    api_base: str | None = None
+    module: Literal["predict", "cot"] = "predict"  # cot for reasoning tasks (math)
+    # Output fields the verifier predicts and compares; default: every output except the
+    # diversity field (an attribute such as difficulty describes the example, it is not its answer)
+    # and a field named `topic`.
+    fields: list[str] | None = None
+    text_threshold: float = Field(0.5, ge=0, le=1)  # cosine of MiniLM embeddings for free text (BENCHMARKS.md)
+    list_threshold: float = Field(0.5, ge=0, le=1)  # Jaccard of normalised items
+    tolerance: float = Field(1e-6, ge=0)  # floats: absolute or relative difference allowed
+    per_field: dict[str, VerifyFieldSpec] = Field(default_factory=dict)
+    # Self-consistency: k sampled predictions; kept only where a strict majority agrees.
+    self_consistency: int = Field(1, ge=1, le=32)
+    temperature: float = Field(0.7, ge=0, le=2)  # of the self-consistency samples (k > 1)
+    max_tokens: int = Field(512, ge=16, le=10_000_000)
+    embedder: str = "local"  # text agreement: 'local' (MiniLM) or 'static'
+    label_vote: LabelVoteSpec = Field(default_factory=LabelVoteSpec)
+    lm_check: bool = True  # False: only the offline checks (label vote, near-duplicate conflicts)
+
+    @field_validator("label_vote", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class SplitSpec(_Strict):
     train: float = Field(0.2, ge=0, le=1)
     dev: float = Field(0.6, ge=0, le=1)
@@ -205,12 +326,16 @@ class Spec(_Strict):
     inputs: list[str] | None = None
     seeds: list[dict[str, Any]] = Field(default_factory=list)
     seeds_file: str | None = None
-    # Optional: with none, the LM proposes `generate.subtopics` of them (synthboot.stages.subtopics).
+    # Optional: with none (and no `sources`), the LM proposes `generate.subtopics` of them
+    # (synthboot.stages.subtopics); with `sources`, the documents are the topics.
     topics: list[str] = Field(default_factory=list)
+    sources: SourcesSpec | None = None
     generate: GenerateSpec = Field(default_factory=GenerateSpec)
     rules: list[RuleSpec] = Field(default_factory=list)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
     diversity: DiversitySpec = Field(default_factory=DiversitySpec)
+    checks: ChecksSpec = Field(default_factory=ChecksSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     # How many kept examples the user wants; short of it, top-up rounds generate more (synthboot.topup).
@@ -255,6 +380,15 @@ class Spec(_Strict):
                             field="fields" if self.fields is None else "schema")
         if self.fields is not None and not self.fields:
             raise SpecError("`fields` is empty", field="fields")
+        # No `topics` and no `sources`: the generator's LM proposes the topics (stages.subtopics).
+        if self.sources is not None and self.dedup.fields is None and self.fields:
+            # Examples of one chunk share its whole text as context: compared on it, they would all be
+            # near-duplicates of each other. Dedup (and leakage) compare the other inputs instead.
+            self.dedup.fields = [n for n, f in self.fields.items() if f.input and n != self.sources.context_field] \
+                or None
+        if self.sources is not None and self.count is not None:
+            raise SpecError("`count` (top-up rounds) is not supported with `sources` yet: raise sources.per_chunk",
+                            field="count")
         return self
 
     def content_hash(self) -> str:
