@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import random
 import resource
 import subprocess
@@ -36,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = REPO.parent / "shared" / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
+# $SYNTHBOOT_SHARED: the shared data folder when this checkout is not beside it (a git worktree).
+PROMPTS = Path(os.environ.get("SYNTHBOOT_SHARED") or REPO.parent / "shared") / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
 
 
 def rows(n: int, seed: int = 0) -> list[str]:

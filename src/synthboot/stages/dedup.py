@@ -186,10 +186,13 @@ class MinHashLayer:
     def shingle_matrix(self, texts: Sequence[str]):
         """(A binary CSR matrix, texts x distinct shingles, indices sorted within each row; each
         column's shingle's content hash, uint64)."""
+        return self.matrix_from_ids(len(texts), *self._shingle_ids(texts))
+
+    def matrix_from_ids(self, n: int, text_of: np.ndarray, ids: np.ndarray, hashes: np.ndarray):
+        """`shingle_matrix` from each shingle occurrence's (text index, shingle id) and the ids' content hashes."""
         from scipy.sparse import csr_matrix
 
-        text_of, ids, hashes = self._shingle_ids(texts)
-        n, vocab = len(texts), int(ids.max()) + 1 if len(ids) else 1
+        vocab = int(ids.max()) + 1 if len(ids) else 1
         # Sorting (text, shingle) keys drops repeats within a text and sorts each row's ids. Keys
         # are made per range of texts small enough for them to fit in uint32: sorting those is
         # 3.5x faster than int64 keys (`text_of` is ascending, so each range is one slice).
