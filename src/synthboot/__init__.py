@@ -10,7 +10,10 @@ from pathlib import Path as _Path
 from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
-from synthboot.spec import Spec, load_spec, parse_spec
+
+# The spec module (pydantic models, YAML) loads on first use, not with the package: the CLI's
+# `--help` and commands that never read a spec skip most of a second of imports.
+_LAZY = {"Spec": "synthboot.spec", "load_spec": "synthboot.spec", "parse_spec": "synthboot.spec"}
 
 __version__ = "0.1.0"
 
@@ -27,9 +30,24 @@ __all__ = [
 ]
 
 
-def run(spec: Spec | str | _Path, out: str | _Path, **kwargs: _Any):
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'synthboot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def run(spec: "Spec | str | _Path", out: str | _Path, **kwargs: _Any):
     """Run or resume the pipeline; `spec` is a Spec or a path to a YAML spec. See `pipeline.run`."""
     from synthboot.pipeline import run as _run
+    from synthboot.spec import Spec, load_spec
 
     return _run(spec if isinstance(spec, Spec) else load_spec(spec), out, **kwargs)
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from synthboot.spec import Spec
 from synthboot.stages import FILTER_STAGES
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
-from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.reviews import REJECTED_REASON, latest_reviews, with_edits
 from synthboot.store import Candidate, Store
 
@@ -124,11 +123,16 @@ def run_status(run_dir: str | Path) -> RunStatus:
         calls = _call_stats(store)
         kept = kept_candidates(store)
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
+        from synthboot.topup import META_KEY as TOPUP_META  # late: topup imports DSPy (seconds to load)
+
         topup = store.get_meta(TOPUP_META)
         failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
-        from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
+        optimization: list = []
+        # Only for runs that were optimized: the optimize module imports DSPy.
+        if store.query("SELECT 1 FROM optimize_runs WHERE status = 'done' LIMIT 1"):
+            from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
 
-        optimization = optimize_reports(store)
+            optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
                      topup=topup)
 
