@@ -57,8 +57,8 @@ class _PlantedLayer(SemanticLayer):
 
 
 def test_semantic_dedup_at_size_is_repeatable_and_finds_every_planted_pair():
-    # 20,000 rows (the old approximate index ran above 4,000): 400 noisy copies at cosine ~0.95-0.99.
-    vectors, twins = planted(20_000, 256, 400, 0.02, seed=2)
+    # 12,000 rows (the old approximate index ran above 4,000): 300 noisy copies at cosine ~0.95-0.99.
+    vectors, twins = planted(12_000, 128, 300, 0.02, seed=2)
     assert min(float(vectors[c] @ vectors[o]) for c, o in twins.items()) >= 0.93
     items = [(k, f"row {k}") for k in range(len(vectors))]
     first = dedup_texts(items, [_PlantedLayer(vectors)])

@@ -246,13 +246,16 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
                          "(default: exact,minhash,semantic)."),
           threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Similarity threshold for the method."),
           pairs: Optional[Path] = typer.Option(None, help="Write the duplicate pairs with their scores here (JSONL)."),
-          embedder: Optional[str] = typer.Option(None, help="Embedder for semantic: local, static or a model directory.")
+          embedder: Optional[str] = typer.Option(None, help="Embedder for semantic: static (the default here: "
+                                                             "fast), local (MiniLM: accurate, slow) or a model directory.")
           ) -> None:
     """Remove duplicate rows from any JSONL file and print the counts."""
     from synthboot.dedup_file import dedup_file
+    from synthboot.progress import progress_printer
 
-    result = dedup_file(file, field, out_file, methods=method.split(",") if method else None, threshold=threshold,
-                        pairs=pairs, embedder=embedder)
+    with progress_printer(err) as progress:
+        result = dedup_file(file, field, out_file, methods=method.split(",") if method else None,
+                            threshold=threshold, pairs=pairs, embedder=embedder, on_progress=progress)
     removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
     out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}) "
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)

@@ -192,7 +192,7 @@ def _chunks(path: Path, size: int, on_progress: Callable[[str, int, int], None] 
                 chunk.append((number, line, row))
                 if len(chunk) == size:
                     if on_progress is not None:
-                        on_progress("reading", raw.tell(), total)
+                        on_progress("dedup (bytes read)", raw.tell(), total)
                     yield chunk
                     chunk = []
         except (OSError, UnicodeDecodeError, EOFError) as exc:
@@ -200,7 +200,7 @@ def _chunks(path: Path, size: int, on_progress: Callable[[str, int, int], None] 
         if chunk:
             yield chunk
         if on_progress is not None:
-            on_progress("reading", total, total)
+            on_progress("dedup (bytes read)", total, total)
 
 
 def _text(value: Any) -> str:
