@@ -11,9 +11,9 @@ from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
 
-# The spec module (pydantic models, YAML) loads on first use, not with the package: the CLI's
+# The spec modules (pydantic models, YAML) load on first use, not with the package: the CLI's
 # `--help` and commands that never read a spec skip most of a second of imports.
-_LAZY = {"Spec": "synthboot.spec", "load_spec": "synthboot.spec", "parse_spec": "synthboot.spec"}
+_LAZY = {"Spec": "synthboot.spec", "load_spec": "synthboot.loader", "parse_spec": "synthboot.loader"}
 
 __version__ = "0.1.0"
 
@@ -47,7 +47,8 @@ def __dir__() -> list[str]:
 def run(spec: "Spec | str | _Path", out: str | _Path, **kwargs: _Any):
     """Run or resume the pipeline; `spec` is a Spec or a path to a YAML spec. See `pipeline.run`."""
     from synthboot.pipeline import run as _run
-    from synthboot.spec import Spec, load_spec
+    from synthboot.loader import load_spec
+    from synthboot.spec import Spec
 
     return _run(spec if isinstance(spec, Spec) else load_spec(spec), out, **kwargs)
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -39,7 +39,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     from synthboot import pipeline
     from synthboot.progress import progress_printer
     from synthboot.render import print_status
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
     from synthboot.status import run_status
 
     from synthboot.cost import parse_budget
@@ -124,7 +124,7 @@ def estimate(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
                  None, "--from", help="A run directory whose stored calls give measured token sizes.")) -> None:
     """Print the expected LM calls, tokens and cost of a run before starting it."""
     from synthboot.estimate import estimate_run, print_estimate
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
 
     print_estimate(out, estimate_run(load_spec(spec), limit=limit, lm=lm, measured_from=measured))
 
@@ -221,14 +221,10 @@ def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
             split: str = typer.Option(..., "--as", help="test, train or dev.")) -> None:
     """Add real examples to a run (provenance 'human'); their split is frozen."""
     from synthboot.importing import import_examples
-    from synthboot.spec import Spec
     from synthboot.store import Store
 
     with Store(run_dir, lock=True) as store:
-        body = store.latest_spec()
-        if body is None:
-            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
-        result = import_examples(store, Spec.model_validate(body), file, split)
+        result = import_examples(store, store.spec(), file, split)
     out.print(f"imported {result.rows} examples into {split} ({result.added} new, provenance 'human')",
               highlight=False)
     if result.overlaps:
@@ -261,7 +257,7 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)
 
 
-_context: dict[str, object] = {}
+_context: dict[str, Any] = {}
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -299,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except typer.TyperException as exc:  # a bad argument: typer shows it with the usage line, exit 2
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # what typer raises is its click exception, which has show()
         return getattr(exc, "exit_code", 2)
     except Exception as exc:  # noqa: BLE001 - the one place bugs are caught
         log = _write_traceback()

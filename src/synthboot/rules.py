@@ -138,9 +138,9 @@ BUILTIN: dict[str, Check] = {
 }
 
 
-def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleSpec, Callable[[dict], str | None]]]:
+def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleSpec, Callable[..., str | None]]]:
     """Each rule with a function `example -> detail | None`. Bad rules are SpecErrors."""
-    compiled = []
+    compiled: list[tuple[RuleSpec, Callable[..., str | None]]] = []
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
         if rule.check in BUILTIN:
