@@ -7,12 +7,17 @@
 """
 
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
 
 # The spec modules (pydantic models, YAML) load on first use, not with the package: the CLI's
 # `--help` and commands that never read a spec skip most of a second of imports.
+if _TYPE_CHECKING:
+    from synthboot.loader import load_spec, parse_spec
+    from synthboot.spec import Spec
+
 _LAZY = {"Spec": "synthboot.spec", "load_spec": "synthboot.loader", "parse_spec": "synthboot.loader"}
 
 __version__ = "0.1.0"

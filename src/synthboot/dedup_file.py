@@ -91,8 +91,8 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     outcome = dedup_records(records, layers, fields)
     result = DedupFileResult(rows=len(rows), kept=len(outcome.kept),
                              empty=sum(1 for _, r in records if not "".join(r.values()).strip()))
-    for layer, _, _ in outcome.removed.values():
-        result.removed[layer] += 1
+    for name, _, _ in outcome.removed.values():
+        result.removed[name] += 1
     _write_jsonl(Path(out), (rows[i] for i in outcome.kept))
     if pairs is not None:
         _write_jsonl(Path(pairs), ({"line": i + 1, "duplicate_of_line": j + 1, "layer": layer, "similarity": score,
@@ -131,15 +131,15 @@ def _dedup_streamed(path: Path, fields: list[str], out: Path, layers: list, pair
                 base = result.rows
                 removed = dedup.add(texts)
                 for k, (number, line, _) in enumerate(chunk):
-                    row = base + k
+                    index = base + k
                     if not texts[k].strip():
                         result.empty += 1
-                    hit = removed.get(row)
+                    hit = removed.get(index)
                     if hit is None:
                         out_fh.write(line + "\n")
                         result.kept += 1
                         if pairs_fh is not None:
-                            kept_text[row] = records[k]
+                            kept_text[index] = records[k]
                         continue
                     layer, j, score = hit
                     result.removed[layer] += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse import csr_matrix
 
-from synthboot.stages.dedup import ExactLayer, MinHashLayer, _bucket_mates, exact_jaccard
+from synthboot.stages.dedup import ExactLayer, MinHashLayer, exact_jaccard
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 
 Removal = tuple[str, int, float]  # (layer, the kept row it duplicates, similarity)
@@ -53,7 +53,8 @@ class _Runs:
             count = np.minimum(hi - lo, cap)
             x = np.repeat(np.arange(len(keys)), count)
             back = np.arange(len(x)) - np.repeat(np.cumsum(count) - count, count) + 1
-            xs.append(x), ys.append(rows[np.repeat(hi, count) - back])
+            xs.append(x)
+            ys.append(rows[np.repeat(hi, count) - back])
         return (np.concatenate(xs), np.concatenate(ys)) if xs else (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
@@ -149,7 +150,8 @@ class StreamingDedup:
         xs, ys = [], []
         for b, runs in enumerate(self._bands):
             x, y = runs.mates(keys[:, b], m.max_bucket)
-            xs.append(nonempty[x]), ys.append(y)
+            xs.append(nonempty[x])
+            ys.append(y)
         cross = unique_sorted((np.concatenate(xs).astype(np.int64) << 32) | np.concatenate(ys).astype(np.int64))
         ci, cj = cross >> 32, cross & 0xFFFFFFFF
         if len(ci):
