@@ -34,7 +34,9 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         ray_address: Optional[str] = typer.Option(
             None, help="Ray cluster address (e.g. ray://head:10001); default: a local cluster."),
         budget: Optional[str] = typer.Option(
-            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'.")) -> None:
+            None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'."),
+        force: bool = typer.Option(False, "--force", help="Run into a directory holding a run of another task "
+                                                          "or other fields (mixes the two).")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
     from synthboot.progress import progress_printer
@@ -55,7 +57,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
                               concurrency=concurrency, progress=progress, engine=engine,
                               ray_address=ray_address, requests_per_minute=rpm, tokens_per_minute=tpm,
-                              budget=budget_obj)
+                              budget=budget_obj, force=force)
     out.print(f"LM calls this run: {result.lm_calls_made} made, {result.lm_calls_cached} answered from the store")
     status_now = run_status(out_dir)
     print_status(out, status_now)
@@ -83,7 +85,11 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory."),
            to: Optional[Path] = typer.Option(None, help="Target directory (default RUN_DIR/export/FORMAT).")) -> None:
     """Write the train/dev/test splits to files."""
     from synthboot.dataset import export as do_export
+    from synthboot.store import lock_holder
 
+    if (holder := lock_holder(run_dir)) is not None:
+        err.print(f"warning: a run is in progress on {run_dir} ({holder}): the splits exported may be partial; "
+                  "export again when it has finished", markup=False, highlight=False, soft_wrap=True)
     for path in do_export(run_dir, fmt, to):  # type: ignore[arg-type]
         out.print(f"wrote {path}")
 
@@ -95,6 +101,10 @@ def init(path: Path = typer.Argument(Path("synthboot.yaml"), help="Where to writ
 
     if path.exists():
         raise SynthbootError(f"{path} exists; choose another path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SynthbootError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
     path.write_text(files("synthboot").joinpath("examples/python-qa.yaml").read_text(encoding="utf-8"))
     out.print(f"wrote {path}; edit it, then: synthboot run {path} --out runs/{path.stem}")
 
@@ -253,7 +263,8 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
         result = dedup_file(file, field, out_file, methods=method.split(",") if method else None,
                             threshold=threshold, pairs=pairs, embedder=embedder, on_progress=progress)
     removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
-    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}) "
+    missing = f"; {result.missing} without {', '.join(field)} (kept, not compared)" if result.missing else ""
+    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}){missing} "
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False)
 
 

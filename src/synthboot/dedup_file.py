@@ -39,6 +39,7 @@ class DedupFileResult:
     kept: int
     removed: Counter = field(default_factory=Counter)  # layer -> rows removed
     empty: int = 0  # rows whose compared text is empty (kept: nothing to compare)
+    missing: int = 0  # rows that have none of the compared fields (kept, counted: maybe a wrong --field)
     seconds: float = 0.0
 
 
@@ -76,6 +77,9 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     """
     started = time.perf_counter()
     path = Path(path)
+    for target, option in ((out, "--out"), (pairs, "--pairs")):
+        if target is not None and _same_file(path, Path(target)):
+            raise SynthbootError(f"{option} {target} is the input file: it would be overwritten; write elsewhere")
     layers = make_file_layers(list(methods or DEFAULT_METHODS), fields, threshold, embedder)
     if all(isinstance(x, (ExactLayer, MinHashLayer)) for x in layers):
         result = _dedup_streamed(path, fields, Path(out), layers, pairs, on_progress, chunk_rows)
@@ -90,7 +94,8 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     records = [(i, {f: _text(row.get(f)) for f in fields}) for i, row in enumerate(rows)]
     outcome = dedup_records(records, layers, fields)
     result = DedupFileResult(rows=len(rows), kept=len(outcome.kept),
-                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()))
+                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()),
+                             missing=sum(1 for row in rows if not any(f in row for f in fields)))
     for name, _, _ in outcome.removed.values():
         result.removed[name] += 1
     _write_jsonl(Path(out), (rows[i] for i in outcome.kept))
@@ -124,7 +129,9 @@ def _dedup_streamed(path: Path, fields: list[str], out: Path, layers: list, pair
             for chunk in _chunks(path, chunk_rows, on_progress):
                 records = []
                 for number, line, row in chunk:
-                    has_field = has_field or any(f in row for f in fields)
+                    present = any(f in row for f in fields)
+                    has_field = has_field or present
+                    result.missing += not present
                     line_of.append(number)
                     records.append({f: _text(row.get(f)) for f in fields})
                 texts = ["\n".join(r.values()) for r in records]
@@ -201,6 +208,13 @@ def _chunks(path: Path, size: int, on_progress: Callable[[str, int, int], None] 
             yield chunk
         if on_progress is not None:
             on_progress("dedup (bytes read)", total, total)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def _text(value: Any) -> str:
