@@ -76,22 +76,6 @@ def test_semantic_layer_catches_a_paraphrase_minhash_misses():
     assert semantic[2] == []
 
 
-def mrpc_sentences(n: int) -> list[str]:
-    lines = (SHARED / "bench" / "mrpc" / "msr_paraphrase_train.txt").read_text(encoding="utf-8-sig").splitlines()[1:]
-    rows = [line.split("\t") for line in lines[:n // 2]]
-    return [r[3] for r in rows] + [r[4] for r in rows]  # each sentence's paraphrase-or-not twin 50 rows later
-
-
-def test_semantic_ann_index_agrees_with_the_exact_matrix():
-    texts = mrpc_sentences(300)
-    vectors = SemanticLayer().embed(texts)
-    exact = SemanticLayer(0.85, exact_below=10_000).links_from_vectors(vectors, [False] * len(texts)).lists()
-    approx = SemanticLayer(0.85, exact_below=0).links_from_vectors(vectors, [False] * len(texts)).lists()  # HNSW
-    want = {(i, j) for i, hits in enumerate(exact) for j, _ in hits}
-    got = {(i, j) for i, hits in enumerate(approx) for j, _ in hits}
-    assert want and got <= want and len(got) / len(want) >= 0.9
-
-
 def test_greedy_order_reference_and_first_layer_wins():
     items = [(10, "What is a decorator in Python?"), (11, "what is a decorator in python"),
              (12, "What is a list comprehension?"), (13, "what is a list comprehension")]

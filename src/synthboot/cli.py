@@ -269,13 +269,16 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
                          "(default: exact,minhash,semantic)."),
           threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Similarity threshold for the method."),
           pairs: Optional[Path] = typer.Option(None, help="Write the duplicate pairs with their scores here (JSONL)."),
-          embedder: Optional[str] = typer.Option(None, help="Embedder for semantic: local, static or a model directory.")
+          embedder: Optional[str] = typer.Option(None, help="Embedder for semantic: static (the default here: "
+                                                             "fast), local (MiniLM: accurate, slow) or a model directory.")
           ) -> None:
     """Remove duplicate rows from any JSONL file and print the counts."""
     from synthboot.dedup_file import dedup_file
+    from synthboot.progress import progress_printer
 
-    result = dedup_file(file, field, out_file, methods=method.split(",") if method else None, threshold=threshold,
-                        pairs=pairs, embedder=embedder)
+    with progress_printer(err) as progress:
+        result = dedup_file(file, field, out_file, methods=method.split(",") if method else None,
+                            threshold=threshold, pairs=pairs, embedder=embedder, on_progress=progress)
     removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
     missing = f"; {result.missing} without {', '.join(field)} (kept, not compared)" if result.missing else ""
     out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}){missing} "

@@ -12,7 +12,6 @@ from synthboot.spec import Spec
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
 from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
 from synthboot.store import Candidate, Store, lock_holder
-from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.view import DatasetView
 
 
@@ -116,13 +115,18 @@ def run_status(run_dir: str | Path) -> RunStatus:
         calls = _call_stats(store)
         kept = view.kept()
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
+        from synthboot.topup import META_KEY as TOPUP_META  # late: topup imports DSPy (seconds to load)
+
         topup = store.get_meta(TOPUP_META)
         split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
         rule_errors = _rule_errors(store)
         failed = store.failed_task_count()
-        from synthboot.optimize import optimize_reports  # late: it imports DSPy
+        optimization: list = []
+        # Only for runs that were optimized: the optimize module imports DSPy (seconds to load).
+        if store.optimize_runs("done"):
+            from synthboot.optimize import optimize_reports
 
-        optimization = optimize_reports(store)
+            optimization = optimize_reports(store)
         coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None
         from synthboot.verify_stats import field_agreement
 
