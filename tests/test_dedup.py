@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import re
@@ -19,14 +18,8 @@ from synthboot.stages.dedup import (ExactLayer, MinHashLayer, SemanticLayer, Wor
                                     dedup_texts, shingles)
 from synthboot.stages.leakage import find_leaks
 from synthboot.status import run_status
-from tests.conftest import SHARED, TINY_SPEC
-
-T0 = SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
-
-
-def t0_prompts(n: int) -> list[str]:
-    with gzip.open(T0, "rt", encoding="utf-8") as fh:
-        return [json.loads(line)["prompt"] for line in itertools.islice(fh, n)]
+from tests.conftest import TINY_SPEC, t0_prompts
+from tests.support.paraphrases import sentence_pairs
 
 
 def exact_pairs(texts: list[str], threshold: float) -> dict[tuple[int, int], float]:
@@ -77,9 +70,8 @@ def test_semantic_layer_catches_a_paraphrase_minhash_misses():
 
 
 def mrpc_sentences(n: int) -> list[str]:
-    lines = (SHARED / "bench" / "mrpc" / "msr_paraphrase_train.txt").read_text(encoding="utf-8-sig").splitlines()[1:]
-    rows = [line.split("\t") for line in lines[:n // 2]]
-    return [r[3] for r in rows] + [r[4] for r in rows]  # each sentence's paraphrase-or-not twin 50 rows later
+    pairs = sentence_pairs(n // 2)
+    return [a for a, _, _ in pairs] + [b for _, b, _ in pairs]  # each sentence's paraphrase-or-not twin n/2 rows later
 
 
 def test_semantic_ann_index_agrees_with_the_exact_matrix():
@@ -232,8 +224,7 @@ def test_minhash_in_blocks_equals_the_whole_corpus_layer(settings):
     # buckets grouped by partition. Content hashes make it the layer's very result.
     from synthboot.engines.ray_minhash import minhash_candidates
 
-    with gzip.open(SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz", "rt") as fh:
-        texts = [json.loads(line)["prompt"] for _, line in zip(range(1500), fh)]
+    texts = t0_prompts(600)
     texts += ["", "   ", texts[3].upper()]  # empty texts, and a case-only copy
     layer = MinHashLayer(**settings)
     whole = layer.candidates(texts)
