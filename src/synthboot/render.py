@@ -13,10 +13,12 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel = Table(title=f"synthboot run {status.run_dir}", show_header=True)
     funnel.add_column("stage")
     funnel.add_column("count", justify="right")
+    judged = status.spec is not None and status.spec.judge.enabled  # no "judged ok" row when no judge ran
     for label, value in [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
                          ("rule-valid", f.rule_valid), ("unique", f.unique), ("judged ok", f.judged_ok),
                          ("kept", f.kept)]:
-        funnel.add_row(label, str(value))
+        if label != "judged ok" or judged:
+            funnel.add_row(label, str(value))
     if f.pending:
         funnel.add_row("pending (run again)", str(f.pending))
     console.print(funnel)
@@ -57,7 +59,7 @@ def print_status(console: Console, status: RunStatus) -> None:
     if d is not None:
         for name, counts in d.distributions.items():
             table = Table(title=f"{name} distribution (kept)", show_header=True)
-            table.add_column(name)
+            table.add_column(name, max_width=40, overflow="ellipsis", no_wrap=True)  # a topic can be long
             table.add_column("count", justify="right")
             table.add_column("share", justify="right")
             target = d.targets.get(name, {})

@@ -272,7 +272,7 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
 
         schema = TaskSchema.from_spec(spec)
         schema.check_spec(spec)
-        compile_rules(spec.rules, schema)  # a bad `module:function` fails now, not after generation
+        compile_rules(spec.rules, schema, spec.base_dir)  # a bad `module:function` fails now, not after generation
         return spec
     except ValidationError as exc:
         err = exc.errors()[0]

@@ -53,6 +53,11 @@ class RunStatus:
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
 
+    def _repr_html_(self) -> str:  # Jupyter
+        from synthboot.notebook import status_html
+
+        return status_html(self)
+
     @property
     def dedup_by_layer(self) -> dict[str, int]:
         """Removals per dedup layer (every enabled layer listed, zero included)."""

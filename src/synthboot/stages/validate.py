@@ -18,14 +18,14 @@ STAGE = "validate"
 def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
     """Each candidate's decision; a pure function of the spec, so it can run anywhere (the Ray engine)."""
     schema = TaskSchema.from_spec(spec)
-    rules = compile_rules(spec.rules, schema)
+    rules = compile_rules(spec.rules, schema, spec.base_dir)
     return [_decide(c.id, c.fields, c.parse_error, schema, rules) for c in candidates]
 
 
 def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
                  decide: Callable[[Spec, list[Candidate]], list[Decision]] = decide_all) -> StageResult:
     schema = TaskSchema.from_spec(spec)
-    compile_rules(spec.rules, schema)  # a bad rule is a SpecError here, before any work
+    compile_rules(spec.rules, schema, spec.base_dir)  # a bad rule is a SpecError here, before any work
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
                                [r.model_dump() for r in spec.rules])
     result = StageResult(STAGE, stage_hash)
