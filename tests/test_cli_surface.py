@@ -197,3 +197,27 @@ def test_review_page_shows_the_matched_examples_text(tiny_run):
 
     assert f"duplicate of #{dup.matched_id}: <q>" in page
     assert str(escape(matched.text(list(matched.fields))))[:40] in page
+
+
+def test_mock_server_command_answers_schema_shaped_json(tmp_path):
+    import re
+    import sys
+    import urllib.request
+
+    from .support.procs import env, start
+
+    proc = start([sys.executable, "-m", "synthboot.cli", "mock-server", "--port", "0"], env=env())
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/v1", line).group(0)
+        schema = {"type": "object", "properties": {"label": {"enum": ["yes", "no"]}, "n": {"type": "integer"}}}
+        body = {"model": "mock", "messages": [{"role": "user", "content": "hi"}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+        request = urllib.request.Request(url + "/chat/completions", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            content = json.loads(json.loads(reply.read())["choices"][0]["message"]["content"])
+        assert content["label"] in ("yes", "no") and isinstance(content["n"], int)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
