@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import pytest
 
@@ -200,7 +201,6 @@ def test_review_page_shows_the_matched_examples_text(tiny_run):
 
 
 def test_mock_server_command_answers_schema_shaped_json(tmp_path):
-    import re
     import sys
     import urllib.request
 
@@ -221,3 +221,19 @@ def test_mock_server_command_answers_schema_shaped_json(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_optimize_output_is_one_display_and_stdout_only_tables(tmp_path, capsys):
+    """On the mock LM: DSPy's own prints and logs stay out; each progress step ends once."""
+    from .conftest import EXAMPLE_SPEC
+
+    run_dir = tmp_path / "run"
+    assert main(["run", str(EXAMPLE_SPEC), "--out", str(run_dir), "--lm", "mock", "--limit", "40"]) == 0
+    capsys.readouterr()
+    assert main(["optimize", str(run_dir), "--lm", "mock", "--program", "question -> answer", "--module", "predict",
+                 "--metric", "token_f1"]) == 0
+    out, err = capsys.readouterr()
+    assert "Bootstrapped" not in out + err and "Average Metric" not in out + err  # DSPy's print and tqdm
+    assert out.lstrip().startswith("optimize:")  # stdout begins with our table
+    ends = [line for line in err.splitlines() if re.search(r": (\d+)/\1 ", line)]
+    assert ends and len(ends) == len(set(ends))  # every finished step printed once

@@ -223,9 +223,9 @@ def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory.
                               optimizer_settings=parse_settings(settings, auto), metric=metric,
                               threshold=threshold, lm=lm, api_base=api_base, judge_lm=judge_lm, adapter=adapter,
                               num_threads=num_threads, test_file=str(test) if test else None)
-    from synthboot.cli_output import display
+    from synthboot.cli_output import display, library_prints
 
-    with display(err) as shown:
+    with display(err) as shown, library_prints():
         report = run_optimize(run_dir, chosen, progress=shown.note, counts=shown)
     print_optimize(out, report)
 
@@ -240,9 +240,9 @@ def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optim
     from synthboot.render_optimize import print_optimize, print_rounds
 
     _context["run_dir"] = run_dir
-    from synthboot.cli_output import display
+    from synthboot.cli_output import display, library_prints
 
-    with display(err) as shown:
+    with display(err) as shown, library_prints():
         result = run_grow(run_dir, rounds=rounds, per_round=per_round, progress=shown.note)
     for r in result.rounds:
         out.print(f"round {r.round}: {r.failures} dev failures, asked {r.asked}, generated {r.generated}, "

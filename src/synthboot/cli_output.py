@@ -5,7 +5,9 @@ Kept apart from `cli.py` so the commands stay argument parsing plus one library 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -30,8 +32,13 @@ _NOISY_LOGGERS = ("dspy", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm
                   "ray", "sentence_transformers", "datasets", "urllib3", "filelock", "optuna")
 
 
+_verbose = False
+
+
 def set_verbosity(verbose: bool) -> None:
     """Silence DSPy, LiteLLM and tqdm (their output interleaves with our progress display) unless verbose."""
+    global _verbose
+    _verbose = verbose
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         for name in _NOISY_LOGGERS:
@@ -55,6 +62,16 @@ def quiet_litellm() -> None:
     """LiteLLM prints help banners on errors unless told not to; call after it is imported."""
     if os.environ.get("TQDM_DISABLE") == "1" and "litellm" in sys.modules:
         sys.modules["litellm"].suppress_debug_info = True
+
+
+@contextmanager
+def library_prints() -> Iterator[None]:
+    """Drop what libraries print() to stdout (DSPy's optimizers do) unless verbose: stdout is our tables."""
+    if _verbose:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 class Display:

@@ -37,10 +37,16 @@ def progress_printer(console: Console) -> Iterator:
     last: dict[str, float] = {}
     first: dict[str, float] = {}
 
+    finished: set[tuple[str, int]] = set()
+
     def plain(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         first.setdefault(stage, now)
+        if done == total and (stage, total) in finished:
+            return  # a stage that reports its end twice prints it once
         if done == total or now - last.get(stage, 0.0) >= PLAIN_EVERY_S:
+            if done == total:
+                finished.add((stage, total))
             last[stage] = now
             elapsed = now - first[stage]
             rate = done / elapsed if elapsed > 0 else 0.0
