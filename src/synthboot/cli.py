@@ -243,7 +243,7 @@ def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optim
     from synthboot.cli_output import display, library_prints
 
     with display(err) as shown, library_prints():
-        result = run_grow(run_dir, rounds=rounds, per_round=per_round, progress=shown.note)
+        result = run_grow(run_dir, rounds=rounds, per_round=per_round, progress=shown.note, counts=shown)
     for r in result.rounds:
         out.print(f"round {r.round}: {r.failures} dev failures, asked {r.asked}, generated {r.generated}, "
                   f"added {r.added or 'none'}" + (f", {r.test_near_duplicates} near test items!"
