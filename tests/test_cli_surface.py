@@ -237,3 +237,20 @@ def test_optimize_output_is_one_display_and_stdout_only_tables(tmp_path, capsys)
     assert out.lstrip().startswith("optimize:")  # stdout begins with our table
     ends = [line for line in err.splitlines() if re.search(r": (\d+)/\1 ", line)]
     assert ends and len(ends) == len(set(ends))  # every finished step printed once
+
+
+def test_a_refused_key_is_one_readable_line_exit_3_and_logged_whole(tmp_path, capsys, monkeypatch):
+    from .support.faults import write_spec
+    from .support.openai_server import serve
+
+    key = "sk-polish-" + "a1b2c3d4" * 4
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    spec = write_spec(tmp_path)
+    with serve(script=lambda n, body: "401") as url:
+        code = main(["run", str(spec), "--out", str(tmp_path / "run"), "--lm", "openai/fake", "--api-base", url])
+    assert code == EXIT_PROVIDER
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Incorrect API key provided: <redacted>." in lines[0], lines
+    assert "To fix" not in lines[0] and key not in lines[0]
+    log = (tmp_path / "run" / "synthboot-error.log").read_text()
+    assert "detail:" in log and "example.invalid/keys" in log and key not in log

@@ -352,11 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         return code if isinstance(code, int) else 0
     except SynthbootError as exc:
         from synthboot.messages import one_line
+        from synthboot.secrets import scrub
 
-        if len(str(exc)) > 200 or "\n" in str(exc):  # the line below is shortened: keep the whole message
-            _write_traceback()
+        line = one_line(str(exc))
+        if exc.detail or line != " ".join(str(exc).split()):
+            # The line is shortened: the whole message goes to the log (scrubbed; never the raw chain
+            # of library exceptions, which may quote a key).
+            _write_traceback(scrub(str(exc) + (f"\ndetail: {exc.detail}" if exc.detail else "")))
         # soft_wrap: one line whatever the terminal width (scripts and tests read it as one line).
-        err.print(f"error: {one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         resume = _context.get("resume")
@@ -386,13 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _write_traceback() -> Path:
+def _write_traceback(text: str | None = None) -> Path:
+    """Append `text` (default: the current traceback) to synthboot-error.log in the run directory or cwd."""
     run_dir = _context.get("run_dir")
     base = Path(str(run_dir)) if run_dir and Path(str(run_dir)).is_dir() else Path.cwd()
     log = base / "synthboot-error.log"
     try:
         with open(log, "a", encoding="utf-8") as fh:
-            fh.write(traceback.format_exc() + "\n")
+            fh.write((text if text is not None else traceback.format_exc()) + "\n")
     except OSError:
         log = Path("/dev/stderr")
         traceback.print_exc()

@@ -17,9 +17,10 @@ EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_PROVIDER, EXIT_INCOMPLETE, EXIT_INTERRUPTED 
 
 
 class SynthbootError(Exception):
-    """A problem the user can fix; its message is shown as is, on one line."""
+    """A problem the user can fix; its message is shown on one line (shortened if long)."""
 
     exit_code = EXIT_USAGE
+    detail: str | None = None  # more than the line can hold (scrubbed of secrets): goes to synthboot-error.log
 
 
 class SpecError(SynthbootError):

@@ -86,8 +86,10 @@ STREAK_LIMIT = 3
 def fatal_error(error: BaseException, model: str | None) -> LMUnavailableError | None:
     """A user error for failures that retrying cannot fix (a bad key, no credit, an unknown model)."""
     if type(error).__name__ in _FATAL or any(c.__name__ in _FATAL for c in type(error).__mro__):
-        return ProviderError(f"{model or 'the LM'} refused the request ({type(error).__name__}: "
-                             f"{provider_message(scrub(str(error)))}); fix the key, plan or model name, then run again")
+        refused = ProviderError(f"{model or 'the LM'} refused the request ({type(error).__name__}: "
+                                f"{provider_message(scrub(str(error)))}); fix the key, plan or model name, then run again")
+        refused.detail = scrub(str(error))  # the provider's whole message, for synthboot-error.log
+        return refused
     return None
 
 
@@ -124,6 +126,8 @@ class FailureStreak:
     def error(self, model: str | None, api_base: str | None = None) -> LMUnavailableError:
         where = f" at {api_base}" if api_base else ""
         last = f"{type(self.last).__name__}: {provider_message(scrub(str(self.last)))}" if self.last else "unknown error"
-        return ProviderError(f"{self.count} {self.stage} calls in a row to {model or 'the LM'}{where} failed after "
+        stopped = ProviderError(f"{self.count} {self.stage} calls in a row to {model or 'the LM'}{where} failed after "
                                   f"their retries (last: {last}); stopped. Everything finished is in the store: "
                                   "run the same command again to resume")
+        stopped.detail = scrub(str(self.last)) if self.last else None
+        return stopped
