@@ -181,18 +181,19 @@ def test_report_funnel_has_no_judged_stage_without_a_judge_and_names_the_metric(
     assert fig.layout.yaxis.title.text == "semantic_f1" and "semantic_f1" in fig.layout.title.text
 
 
-def test_review_page_shows_the_matched_examples_text(tiny_run):
+def test_review_page_shows_the_matched_examples_text(tiny_run, copy_run):
     from starlette.testclient import TestClient
 
     from synthboot.report.data import candidate_rows
     from synthboot.report.review_app import create_app
     from synthboot.store import Store
 
-    with Store(tiny_run) as store:
+    run = copy_run(tiny_run)  # the review app holds the run's lock
+    with Store(run) as store:
         rows = candidate_rows(store)
     dup = next(r for r in rows if r.matched_id is not None)  # the embedded model copies seeds: dedup removes them
     matched = next(r for r in rows if r.id == dup.matched_id)
-    with TestClient(create_app(tiny_run)) as client:
+    with TestClient(create_app(run)) as client:
         page = client.get("/", params={"outcome": "dedup"}).text
     from markupsafe import escape
 
