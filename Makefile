@@ -9,7 +9,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 export HF_HUB_OFFLINE ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 
-.PHONY: setup setup-dev demo test clean
+.PHONY: setup setup-dev demo lint test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: setup
 	$(BIN)/synthboot run examples/python-qa.yaml --out runs/python-qa --limit 40
 	$(BIN)/synthboot status runs/python-qa
 
+# ruff and mypy (settings in pyproject.toml): clean, or `make test` stops before pytest.
+lint: setup-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
 # The README's second command.
-test: setup-dev
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -82,7 +82,8 @@ def pipeline_run(calls: int) -> tuple[dict, list]:
         started = time.perf_counter()
         gen = run_generate(store, spec, lm, plan_tasks(spec), concurrency=2)
         wall = time.perf_counter() - started
-        prompt, completion = store.query("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM lm_calls")[0]
+        totals = store.call_totals()[0]
+        prompt, completion = totals.prompt_tokens, totals.completion_tokens
     engine.close()
     return {"layout": "pipeline 2x1", "calls": len(recorded), "candidates": gen.candidates, "wall_s": round(wall, 2),
             "prompt_tokens": prompt, "completion_tokens": completion,

@@ -14,7 +14,7 @@ from synthboot.cost import Budget, call_cost, parse_budget, spent, token_prices
 from synthboot.errors import BudgetExhausted, SynthbootError
 from synthboot.estimate import estimate_run
 from synthboot.lm.scripted import scripted_lm
-from synthboot.spec import parse_spec
+from synthboot.loader import parse_spec
 from synthboot.status import run_status
 from synthboot.store import Store
 

@@ -39,7 +39,7 @@ def test_run_status_export_on_embedded_model(tmp_path):
     for fmt in ("jsonl", "parquet", "hf"):
         exported = cli("export", str(run_dir), "--format", fmt, "--to", str(tmp_path / fmt))
         assert exported.returncode == 0, exported.stderr
-    rows = [json.loads(l) for l in (tmp_path / "jsonl" / "candidates.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "jsonl" / "candidates.jsonl").read_text().splitlines()]
     assert {r["origin"] for r in rows} >= {"lm", "seed"}
     assert (tmp_path / "parquet" / "dev.parquet").exists()
     assert (tmp_path / "hf" / "dataset_dict.json").exists()

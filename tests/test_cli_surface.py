@@ -8,8 +8,6 @@ import logging
 import os
 import re
 
-import pytest
-
 import synthboot
 from synthboot.cli import main
 from synthboot.cli_output import JSON_SCHEMA_VERSION, set_verbosity

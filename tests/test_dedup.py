@@ -13,7 +13,7 @@ import pytest
 import synthboot
 from synthboot.cli import main
 from synthboot.errors import SpecError
-from synthboot.spec import parse_spec
+from synthboot.loader import parse_spec
 from synthboot.stages.dedup import (ExactLayer, MinHashLayer, SemanticLayer, WordOverlapLayer, dedup_records,
                                     dedup_texts, shingles)
 from synthboot.stages.leakage import find_leaks
@@ -133,7 +133,7 @@ def test_imported_human_test_example_keeps_its_twin_out_of_train_and_dev(tiny_ru
     spec_path.write_text(TINY_SPEC)
     with Store(run) as store:
         splits = store.splits()
-        victim = next(c for c in store.candidates(origin="lm") if splits.get(c.id, {"split": ""})["split"] in ("train", "dev"))
+        victim = next(c for c in store.candidates(origin="lm") if (s := splits.get(c.id)) is not None and s.split in ("train", "dev"))
     human = tmp_path / "human.jsonl"
     human.write_text(json.dumps({**victim.fields, "question": victim.fields["question"].upper()}) + "\n")
     with Store(run) as store:
@@ -142,7 +142,7 @@ def test_imported_human_test_example_keeps_its_twin_out_of_train_and_dev(tiny_ru
     assert result.lm_calls_made == 0
     with Store(run) as store:
         decision = store.decisions("dedup")[victim.id]
-        assert decision["reason"] == "duplicate:exact"
+        assert decision.reason == "duplicate:exact"
         assert victim.id not in store.splits()
         assert find_leaks(store, synthboot.load_spec(spec_path)) == []
 
@@ -157,7 +157,7 @@ def test_split_keeps_near_duplicates_together_when_dedup_is_off(tiny_run, copy_r
     spec = synthboot.load_spec(spec_path)
     with Store(run) as store:
         kept = [c for c in store.candidates(origin="lm") if c.id in store.splits()]
-        splits = {cid: r["split"] for cid, r in store.splits().items()}
+        splits = {cid: r.split for cid, r in store.splits().items()}
         assert find_leaks(store, spec) == []
     by_text: dict[str, set[str]] = {}
     for c in kept:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from synthboot.spec import parse_spec
+from synthboot.loader import parse_spec
 from synthboot.stages.diversity import distinct_n, entropy, measure
 from synthboot.status import run_status
 from synthboot.store import Candidate

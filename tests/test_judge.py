@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import synthboot
@@ -12,7 +13,7 @@ from tests.conftest import TINY_SPEC, tiny_spec
 
 def judged(run) -> dict[int, dict]:
     with Store(run) as store:
-        return {cid: dict(d) for cid, d in store.decisions("judge").items()}
+        return {cid: dataclasses.asdict(d) for cid, d in store.decisions("judge").items()}
 
 
 def test_judge_scores_on_the_real_model_and_threshold_reruns_make_no_call(tiny_run, copy_run, tmp_path):
@@ -25,7 +26,7 @@ def test_judge_scores_on_the_real_model_and_threshold_reruns_make_no_call(tiny_r
     assert first.lm_calls_made >= 1  # one verdict per example dedup kept (none were judged before)
     scored = [d for d in decisions.values() if d["score"] is not None]
     assert scored and all(1 <= d["score"] <= 5 for d in scored)
-    assert all(json.loads(d["details"])["reasoning"] for d in scored)
+    assert all(d["details"]["reasoning"] for d in scored)
     assert all(d["kept"] for d in scored)  # threshold 1 keeps every verdict
 
     spec_path.write_text(TINY_SPEC + "judge: {enabled: true, threshold: 5, rubric: 'Score 5 only for correct Python facts.'}\n")
@@ -59,4 +60,4 @@ def test_unparseable_verdicts_are_a_reason_and_the_rubric_reaches_the_judge(tmp_
     assert judge.rejected == {"judge_error": 2}
     assert any("RUBRIC-MARKER" in p for p in prompts)
     with Store(tmp_path / "run") as store:
-        assert store.query("SELECT COUNT(*) FROM lm_failures WHERE purpose = 'judge'")[0][0] == 2
+        assert store.failure_counts("purpose").get("judge") == 2

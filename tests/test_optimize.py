@@ -214,8 +214,9 @@ def test_import_checks_rows_and_freezes_them(tmp_path):
         first = import_examples(store, spec, good, "test")
         again = import_examples(store, spec, good, "test")
         assert (first.added, again.added) == (1, 0)
-        rows = store.query("SELECT c.origin, s.split, s.frozen FROM candidates c JOIN splits s ON s.candidate_id = c.id")
-        assert [tuple(r) for r in rows] == [("human", "test", 1)]
+        splits = store.splits()
+        rows = [(c.origin, splits[c.id].split, splits[c.id].frozen) for c in store.candidates(ids=splits)]
+        assert rows == [("human", "test", True)]
         with pytest.raises(SynthbootError, match="already imported into another split"):
             import_examples(store, spec, good, "train")
     assert main(["import", str(tmp_path / "run"), str(good), "--as", "test"]) == 0

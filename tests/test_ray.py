@@ -47,7 +47,7 @@ def test_ray_engine_matches_the_local_engine(ray_cluster, tiny_run, tiny_spec_pa
     result = synthboot.run(tiny_spec_path, tmp_path / "ray", engine="ray")
     assert result.lm_calls_made == 2  # both generation calls were new, and made on the cluster
     with Store(tmp_path / "ray") as store:
-        assert store.query("SELECT COUNT(*) FROM lm_calls")[0][0] == 2
+        assert store.call_totals()[0].calls == 2
     assert _kept(tmp_path / "ray") == _kept(tiny_run)
     assert _kept(tiny_run)  # a comparison of two empty sets would prove nothing
     assert _decisions(tmp_path / "ray") == _decisions(tiny_run)
@@ -75,7 +75,7 @@ def test_remote_lm_with_judge_on_ray_matches_local(ray_cluster, tiny_spec_path, 
     assert ray_prints == local_prints  # the very same requests reached the server
     assert _decisions(tmp_path / "ray") == _decisions(tmp_path / "local")
     with Store(tmp_path / "ray") as store:
-        assert store.query("SELECT COUNT(*) FROM lm_calls WHERE purpose = 'judge'")[0][0] > 0
+        assert {t.name: t.calls for t in store.call_totals("purpose")}.get("judge", 0) > 0
 
 
 def test_topup_rounds_on_ray_match_local(ray_cluster, tiny_spec_path, tmp_path):
@@ -94,7 +94,7 @@ def test_topup_rounds_on_ray_match_local(ray_cluster, tiny_spec_path, tmp_path):
     assert ray_prints == local_prints  # the same requests, top-up batches included
     assert _decisions(tmp_path / "ray") == _decisions(tmp_path / "local")
     with Store(tmp_path / "ray") as store:
-        assert store.query("SELECT COUNT(*) FROM tasks WHERE key LIKE 'gen:topup1:%'")[0][0] > 0
+        assert store.task_keys("gen:topup1:%")
 
 
 def test_lm_calls_really_run_on_workers(ray_cluster):

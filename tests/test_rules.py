@@ -12,7 +12,8 @@ from synthboot.errors import SpecError
 from synthboot.lm.scripted import scripted_lm
 from synthboot.rules import compile_rules
 from synthboot.schema import TaskSchema
-from synthboot.spec import RuleSpec, parse_spec
+from synthboot.loader import parse_spec
+from synthboot.spec import RuleSpec
 from synthboot.store import Store
 from tests.conftest import TINY_SPEC, tiny_spec
 
@@ -100,7 +101,7 @@ def test_parse_failures_and_every_rule_are_counted_reasons_never_silent_drops(tm
     assert validate.decided == 4
     assert validate.rejected == {"answer_too_short": 1, "schema_error": 1, "parse_error": 1}
     with Store(tmp_path / "run") as store:
-        reasons = [d["reason"] for d in store.decisions("validate").values() if not d["kept"]]
-        details = [json.loads(d["details"]) for d in store.decisions("validate").values() if not d["kept"]]
+        reasons = [d.reason for d in store.decisions("validate").values() if not d.kept]
+        details = [d.details for d in store.decisions("validate").values() if not d.kept]
     assert sorted(reasons) == ["answer_too_short", "parse_error", "schema_error"]
     assert all(details)

@@ -53,14 +53,14 @@ def test_wrong_type_in_nested_setting():
     text = TINY_SPEC.replace("per_call: 2", "per_call: many")
     err = _error(text)
     assert err.field == "generate.per_call"
-    assert err.line == next(i for i, l in enumerate(text.splitlines(), 1) if "per_call: many" in l)
+    assert err.line == next(i for i, line in enumerate(text.splitlines(), 1) if "per_call: many" in line)
 
 
 def test_seed_that_violates_schema_is_named():
     text = TINY_SPEC.replace("difficulty: medium}", "difficulty: impossible}")
     err = _error(text)
     assert err.field == "seeds[1].difficulty"
-    assert err.line == next(i for i, l in enumerate(text.splitlines(), 1) if "impossible" in l)
+    assert err.line == next(i for i, line in enumerate(text.splitlines(), 1) if "impossible" in line)
 
 
 def test_split_fractions_must_sum_to_one():

@@ -38,7 +38,7 @@ def test_topup_reaches_the_count_and_a_rerun_makes_no_call(tmp_path):
     result = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([generator(True)], cycle=True))
     assert result.topup.reached and result.topup.kept >= 6 and result.topup.rounds >= 1
     with Store(tmp_path / "run") as store:
-        keys = [r[0] for r in store.query("SELECT key FROM tasks WHERE key LIKE 'gen:topup%'")]
+        keys = store.task_keys("gen:topup%")
     assert keys and all(k.startswith("gen:topup") for k in keys)
     assert sum(run_status(tmp_path / "run").funnel.splits.values()) >= 6
     again = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([], cycle=False))

@@ -10,7 +10,8 @@ from pathlib import Path as _Path
 from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
-from synthboot.spec import Spec, load_spec, parse_spec
+from synthboot.loader import load_spec, parse_spec
+from synthboot.spec import Spec
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -59,7 +59,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
     from synthboot import pipeline
     from synthboot.cli_output import display, print_json, status_document
     from synthboot.render import print_status
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
     from synthboot.status import run_status
 
     from synthboot.cost import parse_budget
@@ -156,7 +156,7 @@ def estimate(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
              as_json: bool = typer.Option(False, "--json", help="Print the estimate as JSON (docs/json.md).")) -> None:
     """Print the expected LM calls, tokens, cost and wall time of a run before starting it."""
     from synthboot.estimate import estimate_run, print_estimate
-    from synthboot.spec import load_spec
+    from synthboot.loader import load_spec
 
     est = estimate_run(load_spec(spec), limit=limit, lm=lm, measured_from=measured)
     if as_json:
@@ -277,14 +277,10 @@ def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
             split: str = typer.Option(..., "--as", help="test, train or dev.")) -> None:
     """Add real examples to a run (provenance 'human'); their split is frozen."""
     from synthboot.importing import import_examples
-    from synthboot.spec import Spec
     from synthboot.store import Store
 
     with Store(run_dir, lock=True) as store:
-        body = store.latest_spec()
-        if body is None:
-            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
-        result = import_examples(store, Spec.model_validate(body), file, split)
+        result = import_examples(store, store.spec(), file, split)
     out.print(f"imported {result.rows} examples into {split} ({result.added} new, provenance 'human')",
               highlight=False)
     if result.overlaps:
@@ -332,7 +328,7 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
               soft_wrap=True)
 
 
-_context: dict[str, object] = {}
+_context: dict[str, Any] = {}
 
 
 def _sigterm(signum: int, frame: object) -> None:
@@ -379,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("aborted")
         return 130
     except typer.TyperException as exc:  # a bad argument: typer shows it with the usage line, exit 2
-        exc.show()
+        exc.show()  # type: ignore[attr-defined]  # what typer raises is its click exception, which has show()
         return getattr(exc, "exit_code", 2)
     except Exception as exc:  # noqa: BLE001 - the one place bugs are caught
         from synthboot.messages import one_line

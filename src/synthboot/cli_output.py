@@ -55,13 +55,13 @@ def set_verbosity(verbose: bool) -> None:
     # record below ERROR process-wide instead. synthboot's own output goes through rich, not logging.
     logging.disable(logging.WARNING)
     if "litellm" in sys.modules:  # already imported: its own switch for the "Give Feedback" banners
-        sys.modules["litellm"].suppress_debug_info = True
+        setattr(sys.modules["litellm"], "suppress_debug_info", True)
 
 
 def quiet_litellm() -> None:
     """LiteLLM prints help banners on errors unless told not to; call after it is imported."""
     if os.environ.get("TQDM_DISABLE") == "1" and "litellm" in sys.modules:
-        sys.modules["litellm"].suppress_debug_info = True
+        setattr(sys.modules["litellm"], "suppress_debug_info", True)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ _FREE_PREFIXES = ("local/", "scripted/", "openai/synthboot-mock")  # synthboot.l
 
 
 def is_free(model: str | None) -> bool:
-    return bool(model) and (model in ("local", "mock") or model.startswith(_FREE_PREFIXES))
+    return model is not None and (model in ("local", "mock") or model.startswith(_FREE_PREFIXES))
 
 
 # Kept per model for the process: the price map is a bundled file, and this runs on every call.
@@ -60,9 +60,8 @@ class Spend:
 
 def spent(store: Store) -> Spend:
     """Everything the run has spent so far, over all its sessions (cached answers cost nothing)."""
-    row = store.query("SELECT COUNT(*), COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0),"
-                      " COALESCE(SUM(cost), 0), COALESCE(SUM(cost IS NULL), 0) FROM lm_calls")[0]
-    return Spend(calls=row[0], tokens=int(row[1]), cost=float(row[2]), unpriced_calls=int(row[3]))
+    total = store.call_totals()[0]
+    return Spend(calls=total.calls, tokens=total.tokens, cost=total.cost, unpriced_calls=total.unpriced_calls)
 
 
 @dataclass(frozen=True)

@@ -7,39 +7,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 from synthboot.errors import SynthbootError
-from synthboot.reviews import latest_reviews, with_edits
-from synthboot.schema import TaskSchema
-from synthboot.spec import Spec
-from synthboot.stages.split import SPLITS
-from synthboot.status import candidate_outcomes
 from synthboot.store import Store
+from synthboot.view import SPLITS, DatasetView
+from synthboot.task import Task
 
 ExportFormat = Literal["jsonl", "parquet", "hf"]
 
 
 def split_rows(store: Store, split: str) -> list[dict[str, Any]]:
+    """A split's examples as the dataset view has them (synthboot.view), reviewers' edits applied."""
     if split not in SPLITS:
         raise SynthbootError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    ids = {cid for cid, row in store.splits().items() if row["split"] == split}
-    # Review decisions outrank everything: edited fields replace the generated ones, and a rejected
-    # example stays out even where its split row survives (frozen test items).
-    reviews = latest_reviews(store)
-    ids -= {cid for cid, r in reviews.items() if not r.keeps}
-    return [c.fields for c in (with_edits(c, reviews) for c in store.candidates() if c.id in ids)
-            if c.fields is not None]
-
-
-def _spec(store: Store) -> Spec:
-    body = store.latest_spec()
-    if body is None:
-        raise SynthbootError(f"{store.run_dir} has no spec yet: run `synthboot run` first")
-    return Spec.model_validate(body)
+    return DatasetView(store).rows(split)
 
 
 def load_split(run_dir: str | Path, split: str) -> list:
     """The split as `dspy.Example`s with `.with_inputs(...)` set from the spec."""
     with Store(run_dir) as store:
-        schema = TaskSchema.from_spec(_spec(store))
+        schema = Task.of(store.spec()).schema
         return [schema.to_example(fields) for fields in split_rows(store, split)]
 
 
@@ -48,16 +33,17 @@ def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | No
     target = Path(to) if to else Path(run_dir) / "export" / fmt
     target.mkdir(parents=True, exist_ok=True)
     with Store(run_dir) as store:
-        rows = {split: split_rows(store, split) for split in SPLITS}
+        view = DatasetView(store)
+        rows = {split: view.rows(split) for split in SPLITS}
         written: list[Path] = []
         if fmt == "jsonl":
             for split, items in rows.items():
                 written.append(_write_jsonl(target / f"{split}.jsonl", items))
-            outcomes = candidate_outcomes(store)
+            outcomes = view.outcomes
             audit = [{"id": c.id, "origin": c.origin, "topic": c.topic, "round": c.round,
                       "outcome": outcomes.get(c.id, ("reference", None))[0],
                       "reason": outcomes.get(c.id, (None, None))[1], "fields": c.fields,
-                      "parse_error": c.parse_error} for c in store.candidates()]
+                      "parse_error": c.parse_error} for c in view.candidates]
             written.append(_write_jsonl(target / "candidates.jsonl", audit))
         elif fmt == "parquet":
             import pyarrow as pa

@@ -29,10 +29,11 @@ from rich.table import Table
 from synthboot.cost import token_prices
 from synthboot.lm import is_local, local_model_name
 from synthboot.lm.adapter import JSON_ADAPTER
-from synthboot.schema import TaskSchema, all_seeds
+from synthboot.schema import all_seeds
 from synthboot.spec import Spec
 from synthboot.stages.generate import make_generator, plan_tasks
 from synthboot.store import Store
+from synthboot.task import Task
 
 CHAT_TEMPLATE_TOKENS = 6  # role markers per message that the chat template adds
 JUDGE_MAX_TOKENS = 400  # pipeline.run gives the judge this many
@@ -104,7 +105,7 @@ class Estimate:
     @property
     def cost(self) -> float | None:
         costs = [s.cost for s in self.stages]
-        return None if any(c is None for c in costs) else sum(costs)  # type: ignore[misc]
+        return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
 
 
 @lru_cache(maxsize=4)
@@ -136,21 +137,16 @@ def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int
 def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per purpose: mean prompt and completion tokens and latency of an earlier run's calls."""
     with Store(run_dir) as store:
-        rows = store.query("SELECT purpose, prompt_tokens, completion_tokens, latency_s FROM lm_calls")
-    by: dict[str, list] = {}
-    for r in rows:
-        by.setdefault(r["purpose"] or "other", []).append(r)
-    return {purpose: {"n": len(rs),
-                      "prompt": statistics.fmean(r["prompt_tokens"] or 0 for r in rs),
-                      "completion": statistics.fmean(r["completion_tokens"] or 0 for r in rs),
-                      "latency": statistics.fmean(r["latency_s"] or 0 for r in rs)}
-            for purpose, rs in by.items()}
+        totals = store.call_totals("purpose")
+    return {t.name or "other": {"n": t.calls, "prompt": t.prompt_tokens / t.calls,
+                                "completion": t.completion_tokens / t.calls, "latency": t.latency_s / t.calls}
+            for t in totals if t.calls}
 
 
 def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
                  measured_from: str | Path | None = None) -> Estimate:
     gen_lm = lm or spec.generate.lm
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     seeds = all_seeds(spec)
     seeds_json = json.dumps(seeds, indent=1, ensure_ascii=False)
     measured = measured_calls(Path(measured_from)) if measured_from else {}

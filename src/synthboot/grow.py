@@ -27,10 +27,11 @@ import dspy
 from synthboot.errors import SynthbootError
 from synthboot.importing import near_duplicates
 from synthboot.optimize import OptimizeReport, OptimizeSettings, optimize_reports, run_optimize
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.generate import GenerationTask
 from synthboot.store import Store
+from synthboot.view import DatasetView
+from synthboot.task import Task
 
 MAX_SHOWN_FAILURES = 5
 
@@ -55,16 +56,15 @@ class GrowResult:
 
 def failing_examples(store: Store, report: OptimizeReport, threshold: float) -> list[tuple[int, dict, str | None]]:
     """(candidate id, fields, topic) of the dev examples the optimized program scored below `threshold`."""
-    rows = store.query("SELECT candidate_id FROM optimize_predictions WHERE run_id = ? AND split = 'dev' "
-                       "AND program = 'optimized' AND score < ? ORDER BY candidate_id", (report.run_id, threshold))
-    ids = [r[0] for r in rows]
+    ids = [p.candidate_id for p in store.optimize_predictions(report.run_id, "dev")
+           if p.program == "optimized" and p.score is not None and p.score < threshold]
     return [(c.id, c.fields or {}, c.topic or (c.fields or {}).get("topic")) for c in store.candidates(ids=ids)]
 
 
 def plan_growth(spec: Spec, failures: list[tuple[int, dict, str | None]], round_: int,
                 per_round: int | None) -> list[GenerationTask]:
     """Batches on the failures' topics, in proportion to how often each topic fails."""
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     per_call = spec.generate.per_call
     total = per_round or max(per_call, 2 * len(failures))
     topics = Counter(t if t in spec.topics else spec.topics[0] for _, _, t in failures)
@@ -134,7 +134,7 @@ def _grow_once(run_dir: Path, latest: OptimizeReport, settings: OptimizeSettings
 
     round_ = latest.round + 1
     with Store(run_dir, lock=True) as store:
-        spec = Spec.model_validate(store.latest_spec())
+        spec = store.spec()
         failures = failing_examples(store, latest, settings.threshold)
         result = RoundResult(round_, len(failures), 0, 0)
         if not failures:
@@ -142,8 +142,7 @@ def _grow_once(run_dir: Path, latest: OptimizeReport, settings: OptimizeSettings
         tasks = plan_growth(spec, failures, round_, per_round)
         result.asked = sum(t.count for t in tasks)
         say(f"round {round_}: {len(failures)} dev failures -> asking for {result.asked} new examples")
-        with store.transaction() as conn:
-            conn.execute("UPDATE splits SET frozen = 1 WHERE frozen = 0")  # growth only adds
+        store.freeze()  # growth only adds
         with store_as_lm_cache(store):
             gen_lm = generator or make_lm(spec.generate.lm, api_base=spec.generate.api_base, temperature=spec.generate.temperature,
                              max_tokens=spec.generate.max_tokens, instances=spec.generate.concurrency)
@@ -153,12 +152,12 @@ def _grow_once(run_dir: Path, latest: OptimizeReport, settings: OptimizeSettings
     # Every filter and the split, exactly as a pipeline run does them (finished work costs nothing).
     synthboot.run(spec, run_dir, limit=run_settings.get("limit"), lm=generator)
     with Store(run_dir) as store:
-        splits = store.splits()
+        splits = DatasetView(store).split_of
         grown = [c.id for c in store.candidates(origin="lm") if c.round == round_ and c.id in splits]
-        result.added = dict(Counter(splits[cid]["split"] for cid in grown))
+        result.added = dict(Counter(splits[cid] for cid in grown))
         if result.added.get("test"):
             raise AssertionError("growth put examples in the test split")  # the split stage's contract, checked
-        test_ids = [cid for cid, r in splits.items() if r["split"] == "test"]
+        test_ids = [cid for cid, split in splits.items() if split == "test"]
         result.test_near_duplicates = len(near_duplicates(store, spec, grown, test_ids))
     if not grown:
         return result

@@ -22,7 +22,8 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.dedup import compare_text, normalize
 from synthboot.stages.split import SPLITS
-from synthboot.store import Store, now
+from synthboot.store import Store
+from synthboot.task import Task
 
 ORIGIN = "human"
 SETTINGS_HASH = "human-import"
@@ -63,22 +64,18 @@ def import_examples(store: Store, spec: Spec, path: str | Path, split: str) -> I
     """Add the file's examples to the run as human-labeled candidates in `split` (frozen)."""
     if split not in SPLITS:
         raise SynthbootError(f"--as must be one of {', '.join(SPLITS)}, not {split!r}")
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     rows = read_examples(path, schema)
     before = {c.id for c in store.candidates(origin=ORIGIN)}
     store.add_seeds(rows, origin=ORIGIN)
     keys = {f"{ORIGIN}:{json.dumps(r, sort_keys=True)}" for r in rows}
-    ids = [r["id"] for r in store.query("SELECT id, task_key FROM candidates WHERE origin = ?", (ORIGIN,))
-           if r["task_key"] in keys]
+    ids = [c.id for c in store.candidates(origin=ORIGIN) if c.task_key in keys]
     splits = store.splits()
-    taken = [cid for cid in ids if cid in splits and splits[cid]["split"] != split]
+    taken = [cid for cid in ids if cid in splits and splits[cid].split != split]
     if taken:
         raise SynthbootError(f"{len(taken)} of these examples were already imported into another split "
-                             f"({splits[taken[0]]['split']}); an example belongs to one split")
-    stamp = now()
-    with store.transaction() as conn:
-        conn.executemany("INSERT OR REPLACE INTO splits VALUES (?, ?, ?, 1, ?)",
-                         [(cid, split, SETTINGS_HASH, stamp) for cid in ids])
+                             f"({splits[taken[0]].split}); an example belongs to one split")
+    store.write_splits(SETTINGS_HASH, {cid: split for cid in ids}, frozen=True)
     result = ImportResult(split, len(rows), len([i for i in ids if i not in before]))
     result.overlaps = _overlaps(store, spec, schema, ids, split)
     return result
@@ -93,8 +90,7 @@ def word_overlap(a: str, b: str) -> float:
 def near_duplicates(store: Store, spec: Spec, ids: list[int], others: list[int],
                     threshold: float | None = None) -> list[tuple[int, int]]:
     """(id, other id) pairs whose compared inputs are equal or overlap above the spec's dedup threshold."""
-    schema = TaskSchema.from_spec(spec)
-    names = spec.dedup.fields or list(schema.inputs)
+    names = Task.of(spec).compared_fields
     limit = spec.dedup.word_overlap.threshold if threshold is None else threshold
     theirs = [(c.id, compare_text(c.fields, names)) for c in store.candidates(ids=others) if c.fields]
     found = []
@@ -110,5 +106,5 @@ def near_duplicates(store: Store, spec: Spec, ids: list[int], others: list[int],
 def _overlaps(store: Store, spec: Spec, schema: TaskSchema, ids: list[int], split: str) -> list[tuple[int, int, str]]:
     """Imported rows whose inputs (nearly) repeat an example of another split."""
     splits = store.splits()
-    others = [cid for cid, r in splits.items() if r["split"] != split]
-    return [(cid, hit, splits[hit]["split"]) for cid, hit in near_duplicates(store, spec, ids, others)]
+    others = [cid for cid, r in splits.items() if r.split != split]
+    return [(cid, hit, splits[hit].split) for cid, hit in near_duplicates(store, spec, ids, others)]

@@ -34,11 +34,11 @@ from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import StoreCache, call_scope, store_as_lm_cache
 from synthboot.metrics import as_float, bootstrap_ci, make_metric
 from synthboot.programs import Program, load_program, make_optimizer, takes_valset
-from synthboot.reviews import latest_reviews, with_edits
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
-from synthboot.status import candidate_outcomes
-from synthboot.store import Store, now
+from synthboot.store import PhaseRow, PredictionRow, ScoreRow, Store
+from synthboot.view import DatasetView
+from synthboot.task import Task
 
 PHASES = ("baseline", "compile", "optimized", "test")
 EVAL_SPLITS = ("dev", "test", "real_test")
@@ -104,29 +104,18 @@ class Item:
 
 
 def load_sets(store: Store) -> dict[str, list[Item]]:
-    """train, dev, test (synthetic) and real_test (human) as stored, reviews applied."""
-    outcomes = candidate_outcomes(store)
-    reviews = latest_reviews(store)
-    splits = store.splits()
+    """train, dev, test (synthetic) and real_test (human): the dataset view's splits (synthboot.view)."""
     sets: dict[str, list[Item]] = {"train": [], "dev": [], "test": [], "real_test": []}
-    for cand in store.candidates(ids=splits):
-        row = splits[cand.id]
-        if cand.origin == "lm" and outcomes.get(cand.id, ("",))[0] != "kept":
-            continue  # rejected since it was split (a review, a stricter filter)
-        if (review := reviews.get(cand.id)) is not None and not review.keeps:
-            continue
-        cand = with_edits(cand, reviews)
-        if cand.fields is None:
-            continue
-        name = "real_test" if row["split"] == "test" and cand.origin == "human" else row["split"]
-        sets[name].append(Item(cand.id, cand.fields, cand.origin))
+    for split, members in DatasetView(store).members.items():
+        for m in members:
+            name = "real_test" if split == "test" and m.candidate.origin == "human" else split
+            sets[name].append(Item(m.candidate.id, m.fields, m.candidate.origin))
     return sets
 
 
 def freeze_test(store: Store) -> int:
     """Freeze the test split: from now on a re-split keeps it and sends newcomers to train/dev."""
-    with store.transaction() as conn:
-        return conn.execute("UPDATE splits SET frozen = 1 WHERE split = 'test' AND frozen = 0").rowcount
+    return store.freeze("test")
 
 
 def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Callable[[str], None] | None = None,
@@ -139,11 +128,8 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
     """
     say = progress or (lambda message: None)
     with Store(run_dir, lock=True) as store:
-        body = store.latest_spec()
-        if body is None:
-            raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
-        spec = Spec.model_validate(body)
-        schema = TaskSchema.from_spec(spec)
+        spec = store.spec()
+        schema = Task.of(spec).schema
         if settings.test_file:
             from synthboot.importing import import_examples
 
@@ -221,9 +207,7 @@ def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program
                             evaluations[split, name] = _evaluate(module, examples[split], metric, settings,
                                                                  _counter(counts, f"optimize: {name} on {split}"))
     except BaseException as exc:
-        with store.transaction() as conn:
-            conn.execute("UPDATE optimize_runs SET status = 'failed', error = ? WHERE id = ?",
-                         (f"{type(exc).__name__}: {exc}"[:2000], run_id))
+        store.fail_optimize_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
     _finish_run(store, report, sets, evaluations)
     return report
@@ -293,32 +277,18 @@ def _phase(store: Store, cache: StoreCache, report: OptimizeReport, phase: str) 
     with call_scope(f"optimize:{phase}") as scope:
         yield
     ids = sorted(set(scope.call_ids))
-    tokens = store.query(f"SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) "
-                         f"FROM lm_calls WHERE id IN ({', '.join('?' * len(ids))})", ids)[0] if ids else (0, 0)
-    report.phases.append(PhaseStats(phase, len(ids), cache.misses - misses, int(tokens[0]), int(tokens[1]),
-                                    round(time.perf_counter() - started, 2)))
+    tokens = store.call_totals(ids=ids)[0]
+    report.phases.append(PhaseStats(phase, len(ids), cache.misses - misses, tokens.prompt_tokens,
+                                    tokens.completion_tokens, round(time.perf_counter() - started, 2)))
 
 
 def _start_run(store: Store, key: str, round_: int, recorded: dict[str, Any]) -> int:
     """The run's row, created or reset: a re-run with the same settings and data replaces its results."""
-    with store.transaction() as conn:
-        row = conn.execute("SELECT id FROM optimize_runs WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return conn.execute("INSERT INTO optimize_runs (key, round, settings, status, created_at) "
-                                "VALUES (?, ?, ?, 'running', ?)",
-                                (key, round_, json.dumps(recorded, default=str), now())).lastrowid
-        run_id = row[0]
-        for table in ("optimize_scores", "optimize_predictions", "optimize_phases", "optimize_inputs"):
-            conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
-        conn.execute("UPDATE optimize_runs SET status = 'running', error = NULL, created_at = ? WHERE id = ?",
-                     (now(), run_id))
-        return run_id
+    return store.start_optimize_run(key, round_, recorded)
 
 
 def _record_inputs(store: Store, run_id: int, roles: dict[str, list[Item]]) -> None:
-    with store.transaction() as conn:
-        conn.executemany("INSERT OR IGNORE INTO optimize_inputs VALUES (?, ?, ?)",
-                         [(run_id, role, item.candidate_id) for role, items in roles.items() for item in items])
+    store.record_optimize_inputs(run_id, {role: [i.candidate_id for i in items] for role, items in roles.items()})
 
 
 def _finish_run(store: Store, report: OptimizeReport, sets: dict[str, list[Item]],
@@ -331,40 +301,34 @@ def _finish_run(store: Store, report: OptimizeReport, sets: dict[str, list[Item]
             value = as_float(score)
             scores.append(value)
             fields = pred.toDict() if hasattr(pred, "toDict") else dict(pred)
-            predictions.append((report.run_id, split, name, item.candidate_id, json.dumps(fields, default=str), value,
-                                None if fields else "the program raised or its output did not parse"))
+            predictions.append(PredictionRow(split, name, item.candidate_id, json.dumps(fields, default=str), value,
+                                             None if fields else "the program raised or its output did not parse"))
         per_example[split, name] = scores
         report.scores[split, name] = Score(len(scores), *bootstrap_ci(scores))
     for split in EVAL_SPLITS:
         if (split, "baseline") in per_example and (split, "optimized") in per_example:
             diffs = [o - b for b, o in zip(per_example[split, "baseline"], per_example[split, "optimized"])]
             report.scores[split, "gain"] = Score(len(diffs), *bootstrap_ci(diffs))
-    with store.transaction() as conn:
-        conn.executemany("INSERT OR REPLACE INTO optimize_predictions VALUES (?, ?, ?, ?, ?, ?, ?)", predictions)
-        conn.executemany("INSERT OR REPLACE INTO optimize_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [(report.run_id, split, name, s.n, s.mean, s.low, s.high)
-                          for (split, name), s in report.scores.items()])
-        conn.executemany("INSERT OR REPLACE INTO optimize_phases VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [(report.run_id, p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens,
-                           p.seconds) for p in report.phases])
-        conn.execute("UPDATE optimize_runs SET status = 'done', program_path = ?, finished_at = ? WHERE id = ?",
-                     (report.program_path, now(), report.run_id))
+    store.finish_optimize_run(report.run_id, report.program_path, predictions,
+                              [ScoreRow(split, name, sc.n, sc.mean, sc.low, sc.high)
+                               for (split, name), sc in report.scores.items()],
+                              [PhaseRow(p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens, p.seconds)
+                               for p in report.phases])
 
 
 def optimize_reports(store: Store, *, latest_only: bool = False) -> list[OptimizeReport]:
     """Finished optimize runs read back from the store, oldest first (the newest when `latest_only`)."""
-    rows = store.query("SELECT * FROM optimize_runs WHERE status = 'done' ORDER BY finished_at")
+    rows = store.optimize_runs("done")
     if latest_only:
         rows = rows[-1:]
+    order = {p: i for i, p in enumerate(PHASES)}
     reports = []
     for row in rows:
-        report = OptimizeReport(row["id"], row["round"], json.loads(row["settings"]), row["program_path"])
-        for s in store.query("SELECT * FROM optimize_scores WHERE run_id = ?", (row["id"],)):
-            report.scores[s["split"], s["program"]] = Score(s["n"], s["mean"], s["ci_low"], s["ci_high"])
-        order = {p: i for i, p in enumerate(PHASES)}
-        phases = store.query("SELECT * FROM optimize_phases WHERE run_id = ?", (row["id"],))
-        report.phases = sorted((PhaseStats(p["phase"], p["calls"], p["calls_made"], p["prompt_tokens"],
-                                           p["completion_tokens"], p["seconds"]) for p in phases),
+        report = OptimizeReport(row.id, row.round, row.settings, row.program_path)
+        for s in store.optimize_scores(row.id):
+            report.scores[s.split, s.program] = Score(s.n, s.mean, s.ci_low, s.ci_high)
+        report.phases = sorted((PhaseStats(p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens,
+                                           p.seconds) for p in store.optimize_phases(row.id)),
                                key=lambda p: order.get(p.phase, 99))
         reports.append(report)
     return reports
@@ -376,7 +340,9 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
         report = report or next(iter(optimize_reports(store, latest_only=True)), None)
         if report is None:
             raise SynthbootError(f"{run_dir} has no finished optimize run: run `synthboot optimize` first")
-        schema = TaskSchema.from_spec(Spec.model_validate(store.latest_spec()))
+        schema = Task.of(store.spec()).schema
+    if report.program_path is None:
+        raise SynthbootError(f"optimize run {report.run_id} saved no program")
     s = report.settings
     program = load_program(s["program"], schema, s["module"])
     program.module.load(str(Path(run_dir) / report.program_path))

@@ -24,9 +24,9 @@ from synthboot.stages import StageResult
 from synthboot.stages.generate import GenerateResult, plan_tasks
 from synthboot.stages.split import run_split
 from synthboot.stages.diversity import record as record_diversity
-from synthboot.status import candidate_outcomes, kept_candidates
 from synthboot.store import Store
 from synthboot.topup import TopUpResult, top_up
+from synthboot.view import DatasetView
 
 # (stage name, done, total): how long stages report progress.
 Progress = Callable[[str, int, int], None]
@@ -106,12 +106,12 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             split = run_split(store, spec, judge.settings_hash)
             result.stages = [validate, dedup, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
-            record_diversity(store, spec, kept_candidates(store))  # embedding metrics, for `status`
+            record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits
             if guard is not None and guard.stopped_work:
                 left = gen.tasks_total - gen.tasks_skipped - gen.tasks_run - gen.tasks_failed
                 raise guard.error(f"{left} of {gen.tasks_total} generation tasks and "
-                                  f"{sum(1 for s, _ in candidate_outcomes(store).values() if s == 'pending')} "
+                                  f"{sum(1 for s, _ in DatasetView(store).outcomes.values() if s == 'pending')} "
                                   "candidates' verdicts left to do")
     return result
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 PLAIN_EVERY_S = 10.0
 T = TypeVar("T")
@@ -22,7 +23,7 @@ def progress_printer(console: Console) -> Iterator:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=console, transient=False) as bar:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
             started: dict[str, float] = {}
 
             def update(stage: str, done: int, total: int) -> None:
@@ -56,7 +57,7 @@ def progress_printer(console: Console) -> Iterator:
     yield plain
 
 
-def chunked(items: Sequence[T], work: Callable[[Sequence[T]], R],
+def chunked(items: list[T], work: Callable[[list[T]], R],
             on_progress: Callable[[int, int], None] | None = None, size: int = 256) -> list[R]:
     """`work` over `items` a chunk at a time, reporting (done, total) after each chunk.
 

@@ -57,7 +57,7 @@ def print_status(console: Console, status: RunStatus) -> None:
 
     d = status.diversity
     if d is not None:
-        for name, counts in d.distributions.items():
+        for name, dist in d.distributions.items():
             table = Table(title=f"{name} distribution (kept)", show_header=True)
             table.add_column(name, max_width=40, overflow="ellipsis", no_wrap=True)  # a topic can be long
             table.add_column("count", justify="right")
@@ -65,10 +65,10 @@ def print_status(console: Console, status: RunStatus) -> None:
             target = d.targets.get(name, {})
             if target:
                 table.add_column("target", justify="right")
-            for value, n in counts.items():
-                row = [value, str(n), f"{n / d.total:.0%}" if d.total else "-"]
+            for label, n in dist.items():
+                row = [label, str(n), f"{n / d.total:.0%}" if d.total else "-"]
                 if target:
-                    row.append(f"{target.get(value, 0):.0%}")
+                    row.append(f"{target.get(label, 0):.0%}")
                 table.add_row(*row)
             console.print(table)
         metrics = [f"{k} {v:.2f}" for k, v in d.distinct.items()]

@@ -28,7 +28,7 @@ def print_optimize(console: Console, report: OptimizeReport) -> None:
         if base is None and opt is None:
             continue
         gain = report.scores.get((split, "gain"))
-        scores.add_row(label, str((base or opt).n), _pct(base), _pct(opt), _pct(gain, signed=True))
+        scores.add_row(label, str(next(s for s in (base, opt) if s is not None).n), _pct(base), _pct(opt), _pct(gain, signed=True))
     console.print(scores)
     console.print("scores are % with 95% bootstrap intervals; a gain whose interval spans 0 may be noise. "
                   "Test rows were scored only after compiling.", highlight=False)

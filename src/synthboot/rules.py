@@ -139,12 +139,12 @@ BUILTIN: dict[str, Check] = {
 
 
 def compile_rules(rules: list[RuleSpec], schema: TaskSchema,
-                  base_dir: str | None = None) -> list[tuple[RuleSpec, Callable[[dict], str | None]]]:
+                  base_dir: str | None = None) -> list[tuple[RuleSpec, Callable[..., str | None]]]:
     """Each rule with a function `example -> detail | None`. Bad rules are SpecErrors.
 
     A `module:function` is imported with `base_dir` (the spec's folder) searched first.
     """
-    compiled = []
+    compiled: list[tuple[RuleSpec, Callable[..., str | None]]] = []
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
         if rule.check in BUILTIN:

@@ -222,7 +222,7 @@ def _closed_values(annotation: Any) -> list[str] | None:
 def _model_from_fields(name: str, fields: dict[str, FieldSpec]) -> type[BaseModel]:
     definitions: dict[str, Any] = {}
     for fname, f in fields.items():
-        annotation: Any = Literal[tuple(f.values)] if f.type == "enum" else _PY_TYPES[f.type]  # type: ignore[misc]
+        annotation: Any = Literal[tuple(f.values or ())] if f.type == "enum" else _PY_TYPES[f.type]
         constraints: dict[str, Any] = {}
         if f.type in ("str", "list[str]"):
             constraints = {"min_length": f.min_length, "max_length": f.max_length}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -231,8 +232,15 @@ class Spec(_Strict):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
-    """Read and validate a YAML spec. Raises `SpecError` naming the field and the line."""
+# A semantic check run on the parsed spec (synthboot.loader passes the schema's and the rules'),
+# so that its `SpecError`s are also reported with the YAML line of the field they name.
+SpecCheck = Callable[["Spec"], None]
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, *, check: SpecCheck | None = None) -> Spec:
+    """Read and validate a YAML spec's structure. Raises `SpecError` naming the field and the line.
+
+    `synthboot.load_spec` (synthboot.loader) is this plus the semantic checks."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -240,11 +248,11 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
         raise SpecError("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the spec: {exc}", path=str(path)) from None
-    return parse_spec(text, source=str(path), base_dir=path.parent, overrides=overrides)
+    return parse_spec(text, source=str(path), base_dir=path.parent, overrides=overrides, check=check)
 
 
 def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
-               overrides: dict[str, Any] | None = None) -> Spec:
+               overrides: dict[str, Any] | None = None, check: SpecCheck | None = None) -> Spec:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -266,13 +274,8 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
         _set_dotted(data, dotted, value)
     try:
         spec = Spec.model_validate({**data, "base_dir": str(base_dir)})
-        from synthboot.schema import TaskSchema  # late: schema imports spec
-
-        from synthboot.rules import compile_rules
-
-        schema = TaskSchema.from_spec(spec)
-        schema.check_spec(spec)
-        compile_rules(spec.rules, schema, spec.base_dir)  # a bad `module:function` fails now, not after generation
+        if check is not None:
+            check(spec)
         return spec
     except ValidationError as exc:
         err = exc.errors()[0]

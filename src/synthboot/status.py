@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from synthboot.spec import Spec
-from synthboot.stages import FILTER_STAGES
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
-from synthboot.topup import META_KEY as TOPUP_META
-from synthboot.reviews import REJECTED_REASON, latest_reviews, with_edits
 from synthboot.store import Candidate, Store
+from synthboot.topup import META_KEY as TOPUP_META
+from synthboot.view import DatasetView
 
 
 @dataclass
@@ -71,45 +71,22 @@ class RunStatus:
 
 
 def candidate_outcomes(store: Store, *, reviews: bool = True) -> dict[int, tuple[str, str | None]]:
-    """Each generated candidate -> (stage it stopped at or 'kept' or 'pending', reason).
-
-    A human review decision outranks the filters: accepted or edited is ('kept', 'review:accepted'
-    or 'review:edited'), rejected is ('review', 'review:rejected'). `reviews=False` gives the
-    filters' own verdicts.
-    """
-    hashes = store.get_meta("stage_hashes", {}) or {}
-    decisions = {stage: store.decisions(stage) for stage in FILTER_STAGES}
-    reviews = latest_reviews(store) if reviews else {}
-    out: dict[int, tuple[str, str | None]] = {}
-    for cand in store.candidates(origin="lm"):
-        if (review := reviews.get(cand.id)) is not None:
-            out[cand.id] = ("kept", f"review:{review.decision}ed") if review.keeps else ("review", REJECTED_REASON)
-            continue
-        outcome: tuple[str, str | None] = ("kept", None)
-        for stage in FILTER_STAGES:
-            d = decisions[stage].get(cand.id)
-            if d is None or d["settings_hash"] != hashes.get(stage):
-                outcome = ("pending", stage)
-                break
-            if not d["kept"]:
-                outcome = (stage, d["reason"])
-                break
-        out[cand.id] = outcome
-    return out
+    """Each generated candidate -> (stage it stopped at or 'kept' or 'pending', reason): the dataset
+    view's outcomes (synthboot.view); `reviews=False` gives the filters' own verdicts."""
+    view = DatasetView(store)
+    return dict(view.outcomes if reviews else view.filter_outcomes)
 
 
 def kept_candidates(store: Store) -> list[Candidate]:
     """The kept generated candidates, with reviewers' edits in place of the generated fields."""
-    outcomes = candidate_outcomes(store)
-    reviews = latest_reviews(store)
-    return [with_edits(c, reviews) for c in store.candidates(origin="lm") if outcomes.get(c.id, ("",))[0] == "kept"]
+    return DatasetView(store).kept()
 
 
 def run_status(run_dir: str | Path) -> RunStatus:
     with Store(run_dir) as store:
-        body = store.latest_spec()
-        spec = Spec.model_validate(body) if body else None
-        outcomes = candidate_outcomes(store)
+        spec = store.find_spec()
+        view = DatasetView(store)
+        outcomes = view.outcomes
         funnel = Funnel(generated=len(outcomes), seeds=len(store.candidates(origin="seed")))
         for stage, reason in outcomes.values():
             if stage == "pending":
@@ -125,29 +102,28 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
-        funnel.splits = Counter(r["split"] for r in store.splits().values())
+        funnel.splits = +view.split_counts()
         calls = _call_stats(store)
-        kept = kept_candidates(store)
+        kept = view.kept()
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
         topup = store.get_meta(TOPUP_META)
-        failed = store.query("SELECT COUNT(*) FROM tasks WHERE status = 'failed'")[0][0]
-        from synthboot.optimize import optimize_reports  # late: optimize reads candidate_outcomes here
+        failed = store.failed_task_count()
+        from synthboot.optimize import optimize_reports  # late: it imports DSPy
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
                      topup=topup)
 
 
-def _pending_at(outcomes: dict[int, tuple[str, str | None]], stage: str) -> int:
+def _pending_at(outcomes: Mapping[int, tuple[str, str | None]], stage: str) -> int:
     return sum(1 for s, r in outcomes.values() if s == "pending" and r == stage)
 
 
 def _call_stats(store: Store) -> CallStats:
-    row = store.query("SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0),"
-                      " COALESCE(SUM(latency_s),0), COALESCE(SUM(cost),0) FROM lm_calls")[0]
-    stats = CallStats(calls=row[0], prompt_tokens=row[1], completion_tokens=row[2], latency_s=row[3], cost=row[4])
-    stats.failures = store.query("SELECT COUNT(*) FROM lm_failures")[0][0]
-    stats.retried_attempts = store.query("SELECT COUNT(*) FROM lm_attempt_failures WHERE retried = 1")[0][0]
-    stats.by_purpose = {r[0] or "other": r[1] for r in
-                        store.query("SELECT purpose, COUNT(*) FROM lm_calls GROUP BY purpose")}
+    total = store.call_totals()[0]
+    stats = CallStats(calls=total.calls, prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens,
+                      latency_s=total.latency_s, cost=total.cost)
+    stats.failures = sum(store.failure_counts().values())
+    stats.retried_attempts = sum(store.attempt_failure_counts(retried_only=True).values())
+    stats.by_purpose = {t.name or "other": t.calls for t in store.call_totals("purpose")}
     return stats

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from synthboot.errors import SpecError
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
-from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages import StageResult, settings_hash
 from synthboot.stages.generate import GenerateResult, GenerationTask
 from synthboot.store import Candidate, Store
+from synthboot.view import DatasetView
+from synthboot.task import Task
 
 META_KEY = "topup"
 PLANS_KEY = "topup_plans"
@@ -49,7 +50,7 @@ class TopUpResult:
 
 def stratum_field(spec: Spec) -> str:
     name = spec.topup.stratify or spec.split.stratify or "topic"
-    if name != "topic" and name not in TaskSchema.from_spec(spec).enum_fields():
+    if name != "topic" and name not in Task.of(spec).schema.enum_fields():
         raise SpecError(f"{name!r} is not 'topic' nor an enum field of the task", field="topup.stratify")
     return name
 
@@ -63,7 +64,7 @@ def stratum_value(cand: Candidate, name: str) -> str:
 def gaps(spec: Spec, kept: list[Candidate]) -> dict[str, int]:
     """Stratum value -> how many more kept examples it needs; '' is the total beyond the strata's needs."""
     name = stratum_field(spec)
-    values = spec.topics if name == "topic" else TaskSchema.from_spec(spec).enum_fields()[name]
+    values = spec.topics if name == "topic" else Task.of(spec).schema.enum_fields()[name]
     have = Counter(stratum_value(c, name) for c in kept)
     total_gap = max(0, (spec.count or 0) - len(kept))
     # Without explicit minimums, the total gap is spread so every value heads for an even share.
@@ -100,9 +101,8 @@ def plan_topup(spec: Spec, round_: int, want: dict[str, int], max_calls: int | N
 
 
 def kept_after(store: Store, judge_hash: str) -> list[Candidate]:
-    from synthboot.reviews import apply_reviews
-
-    return apply_reviews(store, passed(store, "judge", judge_hash))
+    """The kept examples once the filters have run with `judge_hash` (synthboot.view)."""
+    return DatasetView.after(store, judge_hash).kept()
 
 
 def top_up(store: Store, spec: Spec, generate: Callable[[list[GenerationTask]], GenerateResult],

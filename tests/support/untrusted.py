@@ -33,7 +33,7 @@ def add_generated(run_dir: Path, items: list[dict], *, topic: str, key: str) -> 
         body = store.latest_spec()
         store.finish_task(key=key, stage="generate", topic=topic, round=0, call_id=None,
                           items=[{"fields": p, "raw": str(p)} for p in items], model="planted", temperature=None)
-        ids = [r[0] for r in store.query("SELECT id FROM candidates WHERE task_key = ? ORDER BY id", (key,))]
+        ids = [c.id for c in store.candidates(origin="lm") if c.task_key == key]
     # Every planned task is done, so this re-run makes no LM call; it filters and splits the new items.
     result = synthboot.run(Spec.model_validate(body), run_dir)
     assert result.lm_calls_made == 0

@@ -55,9 +55,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, object_s
     runtime_env: dict[str, Any] = {"env_vars": dict(WORKER_ENV)}
     try:
         if address:
-            import synthboot
-
-            runtime_env["py_modules"] = [str(Path(synthboot.__file__).parent)]
+            # The package directory (synthboot/), found from here: importing the package would be a cycle.
+            runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
         else:
             ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus,
@@ -191,7 +190,7 @@ class RayEngine:
 
     def run_dedup(self, store, spec: Spec, upstream_hash: str, **kwargs):
         self.connect()
-        layers = [RayLayer(layer) for layer in dedup_stage.make_layers(spec)]
+        layers: list[dedup_stage.Layer] = [RayLayer(layer) for layer in dedup_stage.make_layers(spec)]
         return dedup_stage.run_dedup(store, spec, upstream_hash, layers=layers, **kwargs)
 
     def _on_cluster(self, lm: dspy.LM, section: Any, default: Any = None) -> dspy.LM:
@@ -205,7 +204,7 @@ class RayEngine:
         name = getattr(section, "lm", None) or getattr(default, "lm", None)
         api_base = getattr(section, "api_base", None) or getattr(default, "api_base", None)
         expected = f"local/{local_model_name(name)}" if name and is_local(name) else name
-        if lm.model != expected:
+        if lm.model != expected or name is None:
             return lm
         return self.make_lm(name, api_base=api_base, temperature=lm.kwargs.get("temperature"),
                             max_tokens=lm.kwargs.get("max_tokens"))

@@ -140,8 +140,8 @@ def minhash_pairs(texts: list[str], layer: Any, *, links: int | None = None, exa
     mapped = [remote(map_block, 2 + partitions)(texts[s:s + block_size], s, p, partitions)
               for s in range(0, len(texts), block_size)]
     reduced = [remote(reduce_partition, 2)(links, *[m[2 + r] for m in mapped]) for r in range(partitions)]
-    pairs = [get(r[0]) for r in reduced]
-    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+    found = [get(r[0]) for r in reduced]
+    pairs = np.concatenate(found) if found else np.zeros((0, 2), dtype=np.int64)
     pairs = _unique_pairs(pairs[:, 0], pairs[:, 1])
     chunks = np.array_split(pairs, max(1, cpus * 2)) if len(pairs) else []
     scored = [remote(score_pairs, 2)(put(c), p, block_size, exact, *[m[0] for m in mapped]) for c in chunks]

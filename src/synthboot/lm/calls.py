@@ -57,15 +57,17 @@ class StoreCache(Cache):
             return None
         with self._counter_lock:
             self.hits += 1
-        _note_call(row["id"], row["text"], row["finish_reason"])
-        if row["record_format"] == "json":
-            return json.loads(row["record"])
-        return self._prepare_cached_response(pickle.loads(row["record"]))
+        _note_call(row.id, row.text, row.finish_reason)
+        if row.record_format == "json":
+            return json.loads(row.record)
+        assert isinstance(row.record, bytes)  # a pickle is stored as a BLOB
+        return self._prepare_cached_response(pickle.loads(row.record))
 
     def put(self, request: dict[str, Any], value: Any, ignored_args_for_cache_key: list[str] | None = None,
             enable_memory_cache: bool = True) -> None:
         key = self.cache_key(request, ignored_args_for_cache_key)
         started = _started().pop(key, None)
+        record: str | bytes
         try:
             record, record_format = json.dumps(value), "json"
         except (TypeError, ValueError):

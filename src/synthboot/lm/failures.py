@@ -44,16 +44,14 @@ def note_failed_attempt(error: BaseException, *, attempt: int, retried: bool, de
 
 def attempt_failures(store: Store) -> Counter:
     """Failed attempts by error type (retried or final), over the whole run."""
-    return Counter({r[0]: r[1] for r in store.query(
-        "SELECT error_type, COUNT(*) FROM lm_attempt_failures GROUP BY error_type")})
+    return Counter(store.attempt_failure_counts())
 
 
 def call_history(store: Store) -> dict[str | None, dict[str, Any]]:
     """Per call key: failed attempts by error type, and whether the call is now stored."""
-    stored = {r[0] for r in store.query("SELECT key FROM lm_calls")}
+    stored = store.call_keys()
     out: dict[str | None, dict[str, Any]] = {}
-    for key, error_type, n in store.query(
-            "SELECT call_key, error_type, COUNT(*) FROM lm_attempt_failures GROUP BY call_key, error_type"):
+    for key, error_type, n in store.attempt_failures_by_call():
         entry = out.setdefault(key, {"failures": Counter(), "stored": key in stored})
         entry["failures"][error_type] += n
     return out

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from synthboot.reviews import latest_reviews
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.diversity import diversity_field, measure
-from synthboot.status import RunStatus, candidate_outcomes, kept_candidates, run_status
+from synthboot.status import RunStatus, run_status
 from synthboot.store import Store
+from synthboot.view import SPLITS, DatasetView
+from synthboot.task import Task
 
 
 @dataclass
@@ -89,44 +89,43 @@ def collect(run_dir: str | Path) -> ReportData:
 
         raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
     spec = status.spec
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     with Store(run_dir) as store:
-        rows = candidate_rows(store)
+        view = DatasetView(store)
+        rows = candidate_rows(store, view)
         by_id = {r.id: r for r in rows}
         clusters = _clusters(rows, by_id)
         by_stage = _call_groups(store, "purpose")
         by_model = _call_groups(store, "model")
-        split_distributions = _split_distributions(store, spec, schema)
+        split_distributions = _split_distributions(view, spec)
         optimize = _optimize(store)
     return ReportData(Path(run_dir), spec, schema, status, rows, clusters, by_stage, by_model,
                       split_distributions, optimize)
 
 
-def candidate_rows(store: Store) -> list[Row]:
+def candidate_rows(store: Store, view: DatasetView | None = None) -> list[Row]:
     """Every candidate (seeds too) with its outcome, reason, verdict, duplicate match, split and review."""
-    outcomes = candidate_outcomes(store)
-    by_filters = candidate_outcomes(store, reviews=False)
+    view = view or DatasetView(store)
+    outcomes, by_filters = view.outcomes, view.filter_outcomes
     dedup, judge = store.decisions("dedup"), store.decisions("judge")
     validate = store.decisions("validate")
-    splits = store.splits()
-    reviews = latest_reviews(store)
+    reviews = view.reviews
     rows = []
-    for c in store.candidates():
+    for c in view.candidates:
         stage, reason = outcomes.get(c.id, ("seed" if c.origin != "lm" else "pending", None))
         row = Row(c.id, c.origin, c.topic or "(none)", c.fields, c.raw, stage, reason)
         row.filter_outcome, row.filter_reason = by_filters.get(c.id, (stage, reason))
-        if (d := dedup.get(c.id)) is not None and not d["kept"]:
-            row.matched_id, row.similarity = d["matched_id"], d["score"]
+        if (d := dedup.get(c.id)) is not None and not d.kept:
+            row.matched_id, row.similarity = d.matched_id, d.score
         if (d := judge.get(c.id)) is not None:
-            row.score = d["score"]
-            details = json.loads(d["details"]) if d["details"] else {}
+            row.score = d.score
+            details = d.details or {}
             row.detail = details.get("reasoning") or details.get("error")
-        if row.filter_outcome == "validate" and (d := validate.get(c.id)) is not None and d["details"]:
-            row.detail = _short(json.loads(d["details"]))
+        if row.filter_outcome == "validate" and (d := validate.get(c.id)) is not None and d.details:
+            row.detail = _short(d.details)
         if c.parse_error and row.detail is None:
             row.detail = c.parse_error
-        if (s := splits.get(c.id)) is not None and stage in ("kept", "seed"):
-            row.split = s["split"]
+        row.split = view.split_of.get(c.id)
         if (r := reviews.get(c.id)) is not None:
             row.review, row.reviewer = r.decision, r.reviewer
             if r.decision == "edit":
@@ -153,29 +152,18 @@ def _clusters(rows: list[Row], by_id: dict[int, Row]) -> list[Cluster]:
     return sorted(clusters, key=lambda c: (-len(c.absorbed), c.kept.id))
 
 
-def _call_groups(store: Store, column: str) -> list[CallGroup]:
-    rows = store.query(
-        f"SELECT COALESCE({column}, 'other') AS name, COUNT(*) AS n, COALESCE(SUM(prompt_tokens), 0) AS p,"
-        " COALESCE(SUM(completion_tokens), 0) AS c, COALESCE(SUM(latency_s), 0) AS l,"
-        " SUM(cost) AS cost, SUM(cost IS NULL) AS unpriced FROM lm_calls GROUP BY 1 ORDER BY 2 DESC")
-    failure_col = "purpose" if column == "purpose" else "model"
-    failures = {r[0]: r[1] for r in store.query(
-        f"SELECT COALESCE({failure_col}, 'other'), COUNT(*) FROM lm_failures GROUP BY 1")}
-    groups = [CallGroup(r["name"], r["n"], r["p"], r["c"], r["l"],
-                        None if r["unpriced"] else (r["cost"] or 0.0), failures.pop(r["name"], 0)) for r in rows]
-    groups += [CallGroup(name, 0, 0, 0, 0.0, 0.0, n) for name, n in failures.items()]
+def _call_groups(store: Store, column: Literal["purpose", "model"]) -> list[CallGroup]:
+    failures = store.failure_counts(column)
+    groups = [CallGroup(t.name or "other", t.calls, t.prompt_tokens, t.completion_tokens, t.latency_s,
+                        None if t.unpriced_calls else t.cost, failures.pop(t.name, 0))
+              for t in store.call_totals(column)]
+    groups += [CallGroup(name or "other", 0, 0, 0, 0.0, 0.0, n) for name, n in failures.items()]
     return groups
 
 
-def _split_distributions(store: Store, spec: Spec, schema: TaskSchema) -> dict[str, dict[str, dict[str, int]]]:
-    splits = store.splits()
-    kept = {c.id: c for c in kept_candidates(store)}
-    seeds = {c.id: c for c in store.candidates(origin="seed")}
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for name in ("train", "dev", "test"):
-        members = [kept.get(cid) or seeds.get(cid) for cid, r in splits.items() if r["split"] == name]
-        out[name] = measure([m for m in members if m is not None], spec).distributions
-    return out
+def _split_distributions(view: DatasetView, spec: Spec) -> dict[str, dict[str, dict[str, int]]]:
+    """Per split, each field's value counts over the split's members (synthboot.view)."""
+    return {name: measure([m.candidate for m in view.members[name]], spec).distributions for name in SPLITS}
 
 
 def _optimize(store: Store) -> list[Any]:

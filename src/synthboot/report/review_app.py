@@ -30,8 +30,8 @@ from starlette.datastructures import QueryParams
 from synthboot.report.data import Row, candidate_rows
 from synthboot.reviews import DECISIONS, ReviewError, add_review
 from synthboot.schema import TaskSchema
-from synthboot.spec import Spec
 from synthboot.store import Store
+from synthboot.task import Task
 
 PAGE_SIZE = 20
 FILTERS = ("topic", "outcome", "reason", "review", "min_score", "max_score")
@@ -46,12 +46,13 @@ def default_reviewer() -> str:
 
 
 def create_app(run_dir: str | Path, reviewer: str | None = None) -> FastAPI:
-    store = Store(run_dir)
-    body = store.latest_spec()
-    if body is None:
+    # Under the run lock: the page writes reviews and re-splits, so no run may change the store meanwhile.
+    store = Store(run_dir, lock=True)
+    spec = store.find_spec()
+    if spec is None:
         store.close()
         raise ReviewError(f"{run_dir} has no spec yet: run `synthboot run` first")
-    schema = TaskSchema.from_spec(Spec.model_validate(body))
+    schema = Task.of(spec).schema
     token = secrets.token_urlsafe(16)
     default_name = reviewer or default_reviewer()
     from synthboot.report import environment

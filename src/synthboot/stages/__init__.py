@@ -5,6 +5,9 @@ candidates that passed the stage before it, writes one decision per candidate (k
 with a reason and details) in one transaction, and is idempotent. Its settings' hash is stored with
 each decision and chained to the upstream stage's hash: change a setting, and that stage and every
 later one decide again from the stored candidates, with no new generation.
+
+Stages read their upstream's verdicts with `passed`; everything else (status, export, optimize,
+the report, top-up, and the split stage's pool) reads outcomes through `synthboot.view`.
 """
 
 from __future__ import annotations
@@ -54,4 +57,4 @@ def passed(store: Store, stage: str | None, stage_hash: str | None) -> list[Cand
         return candidates
     decisions = store.decisions(stage)
     return [c for c in candidates
-            if (d := decisions.get(c.id)) is not None and d["settings_hash"] == stage_hash and d["kept"]]
+            if (d := decisions.get(c.id)) is not None and d.settings_hash == stage_hash and d.kept]

@@ -23,11 +23,12 @@ from typing import Protocol
 
 import numpy as np
 
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 from synthboot.store import Candidate, Decision, Store
+from synthboot.task import Task
+from synthboot.view import with_edits
 
 STAGE = "dedup"
 LAYER_NAMES = ("exact", "word_overlap", "minhash", "semantic")
@@ -195,12 +196,15 @@ class MinHashLayer:
         # 3.5x faster than int64 keys (`text_of` is ascending, so each range is one slice).
         span = max(1, (2**32 - 1) // vocab)
         bounds = np.searchsorted(text_of, np.arange(0, n + span, span))
-        rows, cols = [], []
+        row_parts: list[np.ndarray] = []
+        col_parts: list[np.ndarray] = []
         for first, lo, hi in zip(range(0, n, span), bounds[:-1], bounds[1:]):
             keys = (text_of[lo:hi] - first).astype(np.uint32) * np.uint32(vocab) + ids[lo:hi].astype(np.uint32)
             row, col = np.divmod(unique_sorted(keys), np.uint32(vocab))
-            rows.append(row.astype(np.int64) + first), cols.append(col.astype(np.int32))
-        rows, cols = np.concatenate(rows or [np.zeros(0, np.int64)]), np.concatenate(cols or [np.zeros(0, np.int32)])
+            row_parts.append(row.astype(np.int64) + first)
+            col_parts.append(col.astype(np.int32))
+        rows = np.concatenate(row_parts or [np.zeros(0, np.int64)])
+        cols = np.concatenate(col_parts or [np.zeros(0, np.int32)])
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))])
         matrix = csr_matrix((np.ones(len(cols), dtype=np.float32), cols, indptr), shape=(n, vocab))
         if len(hashes) < vocab:  # no shingle in any text: the one empty column gets a hash too
@@ -461,20 +465,26 @@ class SemanticLayer:
         """The links between unit vectors (empty texts never link): exact blocks, or the ANN index."""
         n = len(vectors)
         empty_mask = np.asarray(empty, dtype=bool)
-        parts_i, parts_j, parts_s = [], [], []
+        parts_i: list[np.ndarray] = []
+        parts_j: list[np.ndarray] = []
+        parts_s: list[np.ndarray] = []
         if n <= self.exact_below:
             for start in range(0, n, 1024):
                 sims = vectors[start:start + 1024] @ vectors.T
                 rows = np.arange(start, min(start + 1024, n))
                 ok = (sims >= self.threshold) & (np.arange(n)[None, :] < rows[:, None])
-                r, j = np.nonzero(ok)
-                parts_i.append(rows[r]), parts_j.append(j), parts_s.append(sims[r, j])
+                r, c = np.nonzero(ok)
+                parts_i.append(rows[r])
+                parts_j.append(c)
+                parts_s.append(sims[r, c])
         else:
             keys, dists = self.neighbours(vectors)
             sims = 1.0 - dists
             rows = np.broadcast_to(np.arange(n)[:, None], keys.shape)
             ok = (keys < rows) & (keys >= 0) & (sims >= self.threshold)
-            parts_i.append(rows[ok]), parts_j.append(keys[ok]), parts_s.append(sims[ok])
+            parts_i.append(rows[ok])
+            parts_j.append(keys[ok])
+            parts_s.append(sims[ok])
         i, j, score = (np.concatenate(x) if x else np.zeros(0) for x in (parts_i, parts_j, parts_s))
         i, j = i.astype(np.int64), j.astype(np.int64)
         ok = ~empty_mask[i] & ~empty_mask[j] if len(i) else np.zeros(0, dtype=bool)
@@ -554,16 +564,20 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
 
     `on_progress(done, total)` follows the embedding of the texts by a semantic layer.
     """
-    schema = TaskSchema.from_spec(spec)
-    names = spec.dedup.fields or list(schema.inputs)
+    names = Task.of(spec).compared_fields
     reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
     # The reference rows are part of the settings: importing human examples later decides again,
     # so no generated near-duplicate of a human test example stays in train or dev.
-    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference])
+    # What a reviewer edited is what gets compared (issue 12, bug 3): an edit that copies another
+    # example is a duplicate like any other, and a new edit decides again.
+    reviews = store.latest_reviews()
+    edits = sorted((cid, r.id) for cid, r in reviews.items() if r.decision == "edit")
+    stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference],
+                               *([edits] if edits else []))
     result = StageResult(STAGE, stage_hash)
-    candidates = passed(store, "validate", upstream_hash)
+    candidates = [with_edits(c, reviews) for c in passed(store, "validate", upstream_hash)]
     existing = store.decisions(STAGE)
-    if all((d := existing.get(c.id)) is not None and d["settings_hash"] == stage_hash for c in candidates):
+    if all((d := existing.get(c.id)) is not None and d.settings_hash == stage_hash for c in candidates):
         return result  # nothing new: the decisions stand
     layers = make_layers(spec) if layers is None else layers
     for layer in layers:
@@ -572,9 +586,10 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
     outcome = dedup_records([(c.id, c.fields or {}) for c in candidates], layers, names,
                             reference=[(c.id, c.fields or {}) for c in reference])
     decisions = [Decision(cid, True) for cid in outcome.kept]
-    for cid, (layer, matched, score) in outcome.removed.items():
-        decisions.append(Decision(cid, False, f"duplicate:{layer}", {"layer": layer}, score=score, matched_id=matched))
-        result.rejected[f"duplicate:{layer}"] += 1
+    for cid, (layer_name, matched, score) in outcome.removed.items():
+        decisions.append(Decision(cid, False, f"duplicate:{layer_name}", {"layer": layer_name}, score=score,
+                                  matched_id=matched))
+        result.rejected[f"duplicate:{layer_name}"] += 1
     store.write_decisions(STAGE, stage_hash, decisions)
     result.decided, result.kept = len(decisions), len(outcome.kept)
     return result

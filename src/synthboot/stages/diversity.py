@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.store import Candidate
+from synthboot.task import Task
 
 DEFAULT_FIELD = "difficulty"
 SEED_MIX = {"easy": 0.3, "medium": 0.4, "hard": 0.3}
@@ -83,7 +84,7 @@ def measure(examples: list[Candidate], spec: Spec, *, seeds: list[dict] | None =
             embeddings: bool = False) -> DiversityReport:
     from synthboot.stages.dedup import compare_text
 
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     report = DiversityReport(total=len(examples))
     for name, values in schema.enum_fields().items():
         counts = Counter(str((c.fields or {}).get(name)) for c in examples)
@@ -94,14 +95,14 @@ def measure(examples: list[Candidate], spec: Spec, *, seeds: list[dict] | None =
     if not examples:
         report.warnings.append("no examples were kept")
         return report
-    for name, counts in report.distributions.items():
-        report.entropy[name] = round(entropy(counts), 4)
+    for name, dist in report.distributions.items():
+        report.entropy[name] = round(entropy(dist), 4)
         if name in report.targets:
             target = report.targets[name]
-            keys = set(target) | set(counts)
-            report.divergence[name] = round(0.5 * sum(abs(counts.get(k, 0) / report.total - target.get(k, 0.0))
+            keys = set(target) | set(dist)
+            report.divergence[name] = round(0.5 * sum(abs(dist.get(k, 0) / report.total - target.get(k, 0.0))
                                                       for k in keys), 4)
-    names = spec.dedup.fields or list(schema.inputs)
+    names = Task.of(spec).compared_fields
     texts = [compare_text(c.fields or {}, names) for c in examples]
     report.distinct = {f"distinct-{n}": round(distinct_n(texts, n), 4) for n in (1, 2)}
     if embeddings:
@@ -173,5 +174,5 @@ def with_recorded(report: DiversityReport, store, spec: Spec, examples: list[Can
         for key in _EMBEDDING_METRICS:
             setattr(report, key, stored.get(key))
         report.warnings = []
-        _warn(report, spec, TaskSchema.from_spec(spec))
+        _warn(report, spec, Task.of(spec).schema)
     return report

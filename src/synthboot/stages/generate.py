@@ -28,6 +28,7 @@ from synthboot.secrets import scrub
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.store import Store
+from synthboot.task import Task
 
 STAGE = "generate"
 
@@ -99,7 +100,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                  concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None,
                  should_stop: Callable[[], bool] | None = None) -> GenerateResult:
     """Run the tasks not yet done; store each one's candidates as it completes."""
-    schema = TaskSchema.from_spec(spec)
+    schema = Task.of(spec).schema
     generator = make_generator(schema, spec)
     seeds = all_seeds(spec)
     done = store.done_tasks(STAGE)
@@ -194,7 +195,7 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     if not scope.call_ids:
         raise RuntimeError("the generator made no LM call")
     call_id = scope.call_ids[-1]
-    text, finish_reason = scope.last_reply
+    text, finish_reason = scope.last_reply or (None, None)
     # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
     # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
     # included, stays in the stored call.

@@ -59,11 +59,12 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, "dedup", upstream_hash)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     if not enabled:
         store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"judge": "off"}) for c in todo])
         result.decided = result.kept = len(todo)
         return result
+    assert lm is not None  # enabled
     judge = dspy.Predict(JudgeQuality)
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage
     fatal: list[Exception] = []

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages.dedup import ExactLayer, Layer, compare_text, make_layers
 from synthboot.store import Store
+from synthboot.view import DatasetView
+from synthboot.task import Task
 
 
 def leak_layers(spec: Spec) -> list[Layer]:
@@ -23,7 +24,7 @@ def leak_layers(spec: Spec) -> list[Layer]:
 
 def near_duplicate_groups(items: list[tuple[int, dict]], spec: Spec) -> dict[int, int]:
     """Each item's id -> the id of the first item of its group (connected by any layer's link)."""
-    names = spec.dedup.fields or list(TaskSchema.from_spec(spec).inputs)
+    names = Task.of(spec).compared_fields
     parent = list(range(len(items)))
 
     def root(i: int) -> int:
@@ -52,8 +53,9 @@ class Leak:
 
 def find_leaks(store: Store, spec: Spec) -> list[Leak]:
     """Train/dev items that are near-duplicates (by the spec's dedup layers) of a test item."""
-    splits = {cid: row["split"] for cid, row in store.splits().items()}
-    rows = [(c.id, c.fields) for c in store.candidates(ids=splits) if c.fields]
+    view = DatasetView(store)
+    splits = view.split_of
+    rows = [(m.candidate.id, m.fields) for members in view.members.values() for m in members if m.fields]
     groups = near_duplicate_groups(rows, spec)
     test_groups: dict[int, int] = {}
     for cid, group in groups.items():

@@ -12,14 +12,14 @@ import hashlib
 import json
 from collections import defaultdict
 
-from synthboot.reviews import apply_reviews
 from synthboot.spec import Spec
-from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages import StageResult, generation_order, settings_hash
 from synthboot.stages.leakage import near_duplicate_groups
 from synthboot.store import Candidate, Store
+from synthboot.view import SPLITS, DatasetView
 
 STAGE = "split"
-SPLITS = ("train", "dev", "test")
+__all__ = ["SPLITS", "STAGE", "assign", "run_split", "stratum_of"]
 
 
 def stratum_of(cand: Candidate, field: str | None) -> str:
@@ -52,20 +52,26 @@ def assign(items: list[tuple[int, str, str]], fractions: dict[str, float], seed:
 
 def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
     s = spec.split
-    stage_hash = settings_hash(upstream_hash, STAGE, s.model_dump())
+    # The pool is the dataset view's kept set under the last filter's hash (human review outranks the
+    # filters; edited fields are what gets placed and compared), in generation order, the
+    # candidates only a review keeps after the rest.
+    view = DatasetView.after(store, upstream_hash)
+    by_filters = view.filter_kept_ids()
+    pool = sorted(view.kept(), key=lambda c: (0, generation_order(c)) if c.id in by_filters else (1, (c.id,)))
+    # An edit changes what is compared for leakage: it must re-split (issue 12, bug 3).
+    edits = sorted((cid, r.id) for cid, r in view.reviews.items() if r.decision == "edit")
+    stage_hash = settings_hash(upstream_hash, STAGE, s.model_dump(), *([edits] if edits else []))
     result = StageResult(STAGE, stage_hash)
-    # Human review outranks the filters: accepted examples join the pool, rejected ones leave it.
-    pool = apply_reviews(store, passed(store, "judge", upstream_hash))
     if s.include_seeds:
         pool += [c for c in store.candidates(origin="seed")]
     current = store.splits()
     pool_ids = {c.id for c in pool}
-    frozen = {cid: r["split"] for cid, r in current.items() if r["frozen"] and cid in pool_ids}
+    frozen = {cid: r.split for cid, r in current.items() if r.frozen and cid in pool_ids}
     # Up to date when every row of the pool is placed and each unfrozen placement was made with
     # these settings; frozen rows keep the hash they were placed with (and may lie outside the
     # pool: imported human test rows), so they do not count against it.
-    unfrozen = {cid: r for cid, r in current.items() if not r["frozen"]}
-    if set(unfrozen) | set(frozen) == pool_ids and all(r["settings_hash"] == stage_hash for r in unfrozen.values()):
+    unfrozen = {cid: r for cid, r in current.items() if not r.frozen}
+    if set(unfrozen) | set(frozen) == pool_ids and all(r.settings_hash == stage_hash for r in unfrozen.values()):
         result.kept = len(pool)
         return result
     fractions = {"train": s.train, "dev": s.dev, "test": s.test}
@@ -75,7 +81,7 @@ def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
         fractions = {"train": s.train / total, "dev": s.dev / total, "test": 0.0}
     # Near-duplicates share a split (synthboot.stages.leakage): groups are placed, not items, and
     # a group holding a frozen row (a human test example, say) goes where that row is.
-    frozen_all = {cid: r["split"] for cid, r in current.items() if r["frozen"]}
+    frozen_all = {cid: r.split for cid, r in current.items() if r.frozen}
     frozen_rows = [(c.id, c.fields) for c in store.candidates(ids=frozen_all) if c.fields and c.id not in pool_ids]
     groups = near_duplicate_groups([(c.id, c.fields or {}) for c in pool] + frozen_rows, spec)
     pinned = {groups[cid]: split for cid, split in frozen_all.items() if cid in groups}

@@ -6,32 +6,32 @@ from collections.abc import Callable
 
 import pydantic
 
-from synthboot.rules import compile_rules
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
+from synthboot.task import Task
 
 STAGE = "validate"
 
 
 def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
     """Each candidate's decision; a pure function of the spec, so it can run anywhere (the Ray engine)."""
-    schema = TaskSchema.from_spec(spec)
-    rules = compile_rules(spec.rules, schema, spec.base_dir)
-    return [_decide(c.id, c.fields, c.parse_error, schema, rules) for c in candidates]
+    task = Task.of(spec)
+    return [_decide(c.id, c.fields, c.parse_error, task.schema, task.rules) for c in candidates]
 
 
 def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
                  decide: Callable[[Spec, list[Candidate]], list[Decision]] = decide_all) -> StageResult:
-    schema = TaskSchema.from_spec(spec)
-    compile_rules(spec.rules, schema, spec.base_dir)  # a bad rule is a SpecError here, before any work
+    task = Task.of(spec)
+    schema = task.schema
+    task.rules  # compiled now: a bad rule is a SpecError here, before any work
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
                                [r.model_dump() for r in spec.rules])
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
-            if (d := existing.get(c.id)) is None or d["settings_hash"] != stage_hash]
+            if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     decisions = decide(spec, todo)
     for decision in decisions:
         result.decided += 1
