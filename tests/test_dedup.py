@@ -177,7 +177,7 @@ def test_dedup_command_on_any_jsonl(tmp_path, capsys):
     assert [json.loads(line)["n"] for line in out.read_text().splitlines()] == [1, 3, 5]
     found = [json.loads(line) for line in pairs.read_text().splitlines()]
     assert [(p["line"], p["duplicate_of_line"], p["layer"]) for p in found] == [(2, 1, "exact"), (4, 3, "minhash")]
-    assert "5 rows, 3 kept, 2 removed" in capsys.readouterr().out
+    assert "5 rows, 3 kept, 2 removed (exact 1, minhash 1); 1 without q (kept, not compared)" in capsys.readouterr().out
     assert main(["dedup", str(tmp_path / "missing.jsonl"), "--field", "q", "--out", str(out)]) == 2
     assert main(["dedup", str(src), "--field", "q", "--method", "fuzzy", "--out", str(out)]) == 2
 
@@ -291,3 +291,18 @@ def test_minhash_in_blocks_equals_the_whole_corpus_layer(settings):
     whole = layer.candidates(texts)
     assert sum(map(len, whole)) > 20
     assert minhash_candidates(texts, layer, run_local=True, blocks=7, partitions=3) == whole
+
+
+def test_dedup_refuses_to_overwrite_its_input(tmp_path, capsys):
+    """Issue 12, bug 8: `--out` equal to the input overwrote it."""
+    src = tmp_path / "in.jsonl"
+    text = "\n".join(json.dumps({"q": q}) for q in ["What is a decorator?", "what is a decorator", "Why use yield?"])
+    src.write_text(text + "\n")
+    (tmp_path / "sub").mkdir()
+    for out in (src, tmp_path / "sub" / ".." / "in.jsonl"):
+        assert main(["dedup", str(src), "--field", "q", "--method", "exact", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is the input file" in err[0]
+    assert main(["dedup", str(src), "--field", "q", "--method", "exact", "--out", str(tmp_path / "o.jsonl"),
+                 "--pairs", str(src)]) == 2
+    assert src.read_text() == text + "\n"

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
 
 import synthboot
+from synthboot.cli import main
 from synthboot.errors import SpecError
 from synthboot.lm.scripted import scripted_lm
-from synthboot.rules import compile_rules
+from synthboot.rules import RuleRaised, compile_rules
 from synthboot.schema import TaskSchema
 from synthboot.loader import parse_spec
 from synthboot.spec import RuleSpec
+from synthboot.stages.validate import MAX_IDENTICAL_RULE_ERRORS, RuleError
 from synthboot.store import Store
 from tests.conftest import TINY_SPEC, tiny_spec
 
@@ -69,7 +74,8 @@ def test_custom_rules_pass_fail_explain_and_take_params(tmp_path, monkeypatch):
     assert "returned False" in check({"check": "my_rules:mentions_python"}, {**GOOD, "question": "What is a monad?"})
     assert check({"check": "my_rules:short_answer", "params": {"limit": 100}}, GOOD) is None
     assert check({"check": "my_rules:short_answer"}, GOOD) == "answer longer than 10"
-    assert "raised KeyError" in check({"check": "my_rules:broken"}, GOOD)
+    with pytest.raises(RuleRaised, match="raised KeyError"):  # a broken rule, not a verdict on the example
+        check({"check": "my_rules:broken"}, GOOD)
 
 
 @pytest.mark.parametrize("rule, where", [
@@ -105,3 +111,93 @@ def test_parse_failures_and_every_rule_are_counted_reasons_never_silent_drops(tm
         details = [d.details for d in store.decisions("validate").values() if not d.kept]
     assert sorted(reasons) == ["answer_too_short", "parse_error", "schema_error"]
     assert all(details)
+
+
+# -- issue 12, bug 5: custom rule code in the settings hash; a rule that raises is a rule error ----
+
+SIX = [{"question": f"How does {w} work when reading files in Python?", "answer": f"The {w} call does one thing well.",
+        "difficulty": "easy"} for w in ("seek", "flush", "truncate", "readline", "tell", "fileno")]
+
+
+def _rule_spec(tmp_path, module: str, function: str) -> synthboot.Spec:
+    """The tiny spec (two calls of three rows) with one custom rule named `custom`; no fuzzy dedup."""
+    text = tiny_spec(per_topic=3, per_call=3).replace(
+        "rules:\n", f"rules:\n  - {{name: custom, check: '{module}:{function}'}}\n")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(text + "dedup: {minhash: false, semantic: false}\n")
+    return synthboot.load_spec(spec_path)
+
+
+def _replies() -> list[str]:
+    return [json.dumps({"examples": SIX[:3]}), json.dumps({"examples": SIX[3:]})]
+
+
+def test_editing_a_custom_rule_decides_the_stored_candidates_again(tmp_path, monkeypatch):
+    module = tmp_path / "edited_rule.py"
+    module.write_text("def check(example):\n    return 'not yet'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = _rule_spec(tmp_path, "edited_rule", "check")
+    synthboot.run(spec, tmp_path / "run", lm=scripted_lm(_replies()))
+    assert synthboot.run_status(tmp_path / "run").funnel.rejected["validate"]["custom"] == 6
+    # The user edits the function and runs the same spec again: a new process, which imports the new code.
+    module.write_text("def check(example):\n    return True\n")
+    again = subprocess.run(
+        [sys.executable, "-c", "import sys, synthboot\nfrom synthboot.lm.scripted import scripted_lm\n"
+         "print(synthboot.run(sys.argv[1], sys.argv[2], lm=scripted_lm([])).lm_calls_made)",
+         str(tmp_path / "spec.yaml"), str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])})
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "0"  # no LM call: decided again from the store
+    status = synthboot.run_status(tmp_path / "run")
+    assert "custom" not in status.funnel.rejected.get("validate", {}) and status.funnel.kept == 6
+
+
+def test_a_rule_that_raises_is_a_rule_error_and_stops_the_stage(tmp_path, monkeypatch, capsys):
+    (tmp_path / "raising_rule.py").write_text("def check(example):\n    return 1 / 0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = _rule_spec(tmp_path, "raising_rule", "check")
+    with pytest.raises(RuleError) as info:
+        synthboot.run(spec, tmp_path / "run", lm=scripted_lm(_replies()))
+    message = str(info.value)
+    assert "'custom'" in message and "ZeroDivisionError: division by zero" in message and "\n" not in message
+    assert info.value.exit_code == 2
+    # The first few identical errors are recorded (reason and message); the rest wait, undecided.
+    with Store(tmp_path / "run") as store:
+        decided = store.decisions("validate")
+    assert [d.reason for d in decided.values()] == ["rule_error:custom"] * MAX_IDENTICAL_RULE_ERRORS
+    assert "ZeroDivisionError" in next(iter(decided.values())).details["rule_errors"]["custom"]
+    assert synthboot.run_status(tmp_path / "run").rule_errors == {
+        "custom": (MAX_IDENTICAL_RULE_ERRORS, "raising_rule:check raised ZeroDivisionError: division by zero")}
+    assert main(["status", str(tmp_path / "run")]) == 0
+    assert "RULE ERROR: rule 'custom' raised on 3 candidate(s)" in capsys.readouterr().out
+    # Running again with the rule still broken stops again: never a silent exit 0 with all rejected.
+    with pytest.raises(RuleError):
+        synthboot.run(spec, tmp_path / "run", lm=scripted_lm([]))
+
+
+def test_a_rule_that_raises_on_one_example_records_it_and_the_run_goes_on(tmp_path, monkeypatch):
+    (tmp_path / "picky_rule.py").write_text(
+        "def check(example):\n    if 'fileno' in example['question']:\n        raise ValueError('no fileno')\n"
+        "    return True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    synthboot.run(_rule_spec(tmp_path, "picky_rule", "check"), tmp_path / "run", lm=scripted_lm(_replies()))
+    status = synthboot.run_status(tmp_path / "run")
+    assert status.funnel.rejected["validate"] == {"rule_error:custom": 1}
+    assert status.rule_errors == {"custom": (1, "picky_rule:check raised ValueError: no fileno")}
+    assert status.funnel.kept == 5
+
+
+def test_the_rule_hash_follows_the_code_that_runs(tmp_path, monkeypatch):
+    """Edited on disk but not re-imported, the old code still runs: the hash must not claim otherwise."""
+    from synthboot.rules import custom_rule_sources
+
+    module = tmp_path / "hashed_rule.py"
+    module.write_text("def check(example):\n    return len(example['answer']) > 5\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rules = [RuleSpec(name="custom", check="hashed_rule:check")]
+    first = custom_rule_sources(rules)
+    module.write_text("# a comment\n\ndef check(example):\n    return len(example['answer']) > 50\n")
+    assert custom_rule_sources(rules) == first  # this process still runs the first version
+    monkeypatch.delitem(sys.modules, "hashed_rule")
+    assert custom_rule_sources(rules) != first  # a new import: new code, new hash

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 from hypothesis import HealthCheck, assume, given, settings
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 import synthboot
 from synthboot.cli import main
 from synthboot.errors import SpecError
+from synthboot.schema import TaskSchema
 
 from .conftest import TINY_SPEC
 
@@ -278,3 +280,78 @@ def test_cli_subprocess_long_message_stays_on_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "generate.per_call" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- issue 12, bug 6: field names, patterns and repeated keys, checked when the spec is read ----------
+
+@pytest.mark.parametrize("name, problem", [
+    ("class", "is a Python keyword"), ("my field", "is not a Python identifier"),
+    ("__class__", "starts with '_'"), ("_private", "starts with '_'"), ("1st", "is not a Python identifier"),
+])
+def test_a_field_name_that_cannot_be_a_python_name_is_refused_with_its_line(name, problem, tmp_path, capsys):
+    text = TINY_SPEC.replace("  answer: {type: str", f"  '{name}': {{type: str")
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    check(info.value, text)
+    assert info.value.field == f"fields.{name}" and problem in str(info.value)
+    assert info.value.line == next(i for i, line in enumerate(text.splitlines(), 1) if f"'{name}':" in line)
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"fields.{name}" in err[0] and "Traceback" not in err[0]
+
+
+def test_names_that_python_allows_are_accepted():
+    text = TINY_SPEC.replace("  answer: {type: str", "  Answer_2: {type: str").replace("answer: \"", "Answer_2: \"") \
+        .replace("field: answer", "field: Answer_2")
+    assert "Answer_2" in parse(text).fields
+
+
+def test_a_pattern_that_does_not_compile_is_a_spec_error_at_load(tmp_path, capsys):
+    text = TINY_SPEC.replace("input: true, max_length: 200}", "input: true, max_length: 200, pattern: '(['}")
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    check(info.value, text)
+    assert info.value.field == "fields.question.pattern" and "invalid regular expression" in str(info.value)
+    assert info.value.line == line_of_key(text, "question")
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "fields.question.pattern" in capsys.readouterr().err
+
+
+def test_a_pattern_python_accepts_works_whatever_the_engine():
+    # A lookahead: pydantic's default (Rust) regex engine cannot build it and crashed the load.
+    text = TINY_SPEC.replace("input: true, max_length: 200}", "input: true, max_length: 200, pattern: '^(?!\\s)'}")
+    schema = TaskSchema.from_spec(parse(text))
+    schema.validate_item({"question": "Why?", "answer": "Because it is.", "difficulty": "easy"})
+    with pytest.raises(pydantic.ValidationError):
+        schema.validate_item({"question": " Why?", "answer": "Because it is.", "difficulty": "easy"})
+
+
+@pytest.mark.parametrize("text, first, again, key", [
+    # A field given twice: YAML keeps the last one silently (its max_length 50 became 5000).
+    (TINY_SPEC.replace("  difficulty: {type: enum",
+                       "  answer: {type: str, max_length: 5000}\n  difficulty: {type: enum"), 6, 7, "answer"),
+    # A setting given twice inside one flow mapping.
+    (TINY_SPEC.replace("per_call: 2,", "per_call: 2, per_call: 9,"), 12, 12, "per_call"),
+    # A top-level section given twice.
+    (TINY_SPEC + "split: {train: 0.5, dev: 0.25, test: 0.25}\n", 15, 16, "split"),
+])
+def test_a_key_repeated_in_a_mapping_is_refused_naming_both_lines(text, first, again, key):
+    with pytest.raises(SpecError) as info:
+        parse(text)
+    check(info.value, text)
+    assert f"{key}:" in text.splitlines()[first - 1] and f"{key}:" in text.splitlines()[again - 1]
+    assert info.value.line == again
+    assert f"{key!r} is given twice, on line {first} and line {again}" in str(info.value)
+
+
+def test_yaml_merge_keys_still_override_on_purpose():
+    text = TINY_SPEC.replace("generate: {per_topic: 2, per_call: 2, max_tokens: 400, concurrency: 2}",
+                             "base: &base {per_topic: 2, per_call: 2}\ngenerate: {<<: *base, per_call: 1}")
+    from synthboot.spec import _UniqueKeyLoader
+
+    data = yaml.load(text, Loader=_UniqueKeyLoader)
+    assert data["generate"] == {"per_topic": 2, "per_call": 1}

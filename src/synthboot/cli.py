@@ -54,6 +54,8 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
             None, help="Ray cluster address (e.g. ray://head:10001); default: a local cluster."),
         budget: Optional[str] = typer.Option(
             None, help="Stop cleanly when the run has spent this much in total: '$2' or '200k tokens'."),
+        force: bool = typer.Option(False, "--force", help="Run into a directory holding a run of another task "
+                                                          "or other fields (mixes the two)."),
         as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON (docs/json.md).")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
@@ -75,7 +77,7 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         result = pipeline.run(spec_obj, out_dir, lm=lm, api_base=api_base, limit=limit,
                               concurrency=concurrency, progress=progress, engine=engine,
                               ray_address=ray_address, requests_per_minute=rpm, tokens_per_minute=tpm,
-                              budget=budget_obj)
+                              budget=budget_obj, force=force)
     status_now = run_status(out_dir)
     if as_json:
         print_json(out, "run", {"lm_calls_made": result.lm_calls_made, "lm_calls_cached": result.lm_calls_cached,
@@ -113,7 +115,11 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory."),
            to: Optional[Path] = typer.Option(None, help="Target directory (default RUN_DIR/export/FORMAT).")) -> None:
     """Write the train/dev/test splits to files."""
     from synthboot.dataset import export as do_export
+    from synthboot.store import lock_holder
 
+    if (holder := lock_holder(run_dir)) is not None:
+        err.print(f"warning: a run is in progress on {run_dir} ({holder}): the splits exported may be partial; "
+                  "export again when it has finished", markup=False, highlight=False, soft_wrap=True)
     for path in do_export(run_dir, fmt, to):  # type: ignore[arg-type]
         out.print(f"wrote {path}")
 
@@ -323,7 +329,8 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
                                   "pairs": str(pairs) if pairs else None})
         return
     removed = ", ".join(f"{layer} {n}" for layer, n in result.removed.most_common()) or "none"
-    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}) "
+    missing = f"; {result.missing} without {', '.join(field)} (kept, not compared)" if result.missing else ""
+    out.print(f"{result.rows} rows, {result.kept} kept, {result.rows - result.kept} removed ({removed}){missing} "
               f"in {result.seconds:.1f}s; wrote {out_file}" + (f" and {pairs}" if pairs else ""), highlight=False,
               soft_wrap=True)
 

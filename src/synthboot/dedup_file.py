@@ -34,6 +34,7 @@ class DedupFileResult:
     kept: int
     removed: Counter = field(default_factory=Counter)  # layer -> rows removed
     empty: int = 0  # rows whose compared text is empty (kept: nothing to compare)
+    missing: int = 0  # rows that have none of the compared fields (kept, counted: maybe a wrong --field)
     seconds: float = 0.0
 
 
@@ -88,6 +89,9 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
         raise SynthbootError(f"--match-fields must be joined or each, not {match!r}")
     started = time.perf_counter()
     path = Path(path)
+    for target, option in ((out, "--out"), (pairs, "--pairs")):
+        if target is not None and _same_file(path, Path(target)):
+            raise SynthbootError(f"{option} {target} is the input file: it would be overwritten; write elsewhere")
     rows = read_jsonl(path)
     if rows and not any(f in row for row in rows for f in fields):
         raise SynthbootError(f"no row of {path} has the field(s) {', '.join(fields)}")
@@ -96,7 +100,8 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
     outcome = dedup_each_field(records, layers, fields) if match == "each" and len(fields) > 1 \
         else dedup_records(records, layers, fields)
     result = DedupFileResult(rows=len(rows), kept=len(outcome.kept),
-                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()))
+                             empty=sum(1 for _, r in records if not "".join(r.values()).strip()),
+                             missing=sum(1 for row in rows if not any(f in row for f in fields)))
     for layer, _, _ in outcome.removed.values():
         result.removed[layer] += 1
     _write_jsonl(Path(out), (rows[i] for i in outcome.kept))
@@ -135,6 +140,13 @@ def dedup_each_field(items: list[tuple[int, dict]], layers: list[Layer], fields:
         else:
             kept.append(keys[pos])
     return DedupOutcome(kept, removed)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (b.exists() and a.exists() and a.samefile(b))
+    except OSError:
+        return False
 
 
 def _text(value: Any) -> str:

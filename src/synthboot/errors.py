@@ -39,6 +39,10 @@ class RunLockedError(SynthbootError):
     """Another process is running on the same run directory."""
 
 
+class RunMismatchError(SynthbootError):
+    """The run directory holds a run of another task; adding to it would mix two datasets."""
+
+
 class RunNotFoundError(SynthbootError):
     """The run directory holds no synthboot store."""
 

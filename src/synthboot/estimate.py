@@ -136,7 +136,7 @@ def prompt_tokens(lm: str, signature: type[dspy.Signature], inputs: dict) -> int
 
 def measured_calls(run_dir: Path) -> dict[str, dict[str, float]]:
     """Per purpose: mean prompt and completion tokens and latency of an earlier run's calls."""
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         totals = store.call_totals("purpose")
     return {t.name or "other": {"n": t.calls, "prompt": t.prompt_tokens / t.calls,
                                 "completion": t.completion_tokens / t.calls, "latency": t.latency_s / t.calls}

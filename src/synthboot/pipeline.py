@@ -14,6 +14,7 @@ from pathlib import Path
 import dspy
 
 from synthboot.engines import get_engine
+from synthboot.errors import RunMismatchError
 from synthboot.cost import Budget, BudgetGuard, parse_budget
 from synthboot.lm import make_lm
 from synthboot.lm.limits import limits_of
@@ -45,7 +46,8 @@ class RunResult:
 def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_base: str | None = None,
         limit: int | None = None, concurrency: int | None = None, progress: Progress | None = None,
         engine: str = "local", ray_address: str | None = None, requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None, budget: Budget | str | None = None) -> RunResult:
+        tokens_per_minute: float | None = None, budget: Budget | str | None = None,
+        force: bool = False) -> RunResult:
     """Run (or resume) the pipeline for `spec` in the run directory `out`.
 
     `lm` overrides the spec's generator: a model string, or any configured `dspy.LM`.
@@ -54,6 +56,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
     `budget` ('$2', '200k tokens' or a `Budget`) caps what the run spends in total, over all its
     sessions: when reached, no new LM call starts, the work done is stored, and `BudgetExhausted`
     is raised; run again with a higher budget to resume.
+    `force` runs into a directory that holds a run of another task or other fields (otherwise a
+    `RunMismatchError`): the old candidates stay, and are judged by the new schema.
     """
     lm_object = lm if isinstance(lm, dspy.LM) else None
     if lm_object is not None:
@@ -66,6 +70,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
     limits = limits_of(spec.generate, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     stages = get_engine(engine, ray_address=ray_address, limits=limits)
     with Store(out, create=True, lock=True) as store:
+        if not force:
+            check_same_task(store.latest_spec(), spec, out)
         store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
         store.set_meta("run_settings", {"limit": limit, "lm": spec.generate.lm})
         store.add_seeds(all_seeds(spec))
@@ -114,6 +120,31 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                                   f"{sum(1 for s, _ in DatasetView(store).outcomes.values() if s == 'pending')} "
                                   "candidates' verdicts left to do")
     return result
+
+
+def task_identity(body: dict) -> dict:
+    """What makes two specs the same dataset: the task text and the fields' names, types, values and
+    roles. Constraints, rules and every stage setting may change between runs: that is re-filtering."""
+    fields = {name: {k: f.get(k) for k in ("type", "values", "input")}
+              for name, f in (body.get("fields") or {}).items()}
+    return {"task": body.get("task"), "fields": fields, "schema": body.get("schema"), "inputs": body.get("inputs")}
+
+
+def check_same_task(stored: dict | None, spec: Spec, out: str | Path) -> None:
+    """Refuse to run `spec` into a run directory holding another task (`force=True` allows it)."""
+    if stored is None:
+        return
+    old, new = task_identity(stored), task_identity(spec.model_dump(mode="json", by_alias=True))
+    if old == new:
+        return
+    if old["task"] != new["task"]:
+        what = "a different task"
+    else:
+        changed = sorted(set(old["fields"]) ^ set(new["fields"])) or sorted(
+            n for n in old["fields"] if old["fields"][n] != new["fields"].get(n)) or ["schema/inputs"]
+        what = f"different fields ({', '.join(changed)})"
+    raise RunMismatchError(f"{out} holds a run of {what} than this spec; running into it would mix two datasets: "
+                           "use another --out, or --force to add to it anyway")
 
 
 def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:

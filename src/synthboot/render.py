@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from synthboot.status import RunStatus
+from synthboot.status import CallStats, RunStatus
+
+
+def cost_text(calls: CallStats) -> str:
+    """'$0.0123', or 'unknown' when some call's model has no known price (never a made-up $0)."""
+    if not calls.unpriced:
+        return f"${calls.cost:.4f}"
+    priced = f", ${calls.cost:.4f} for the rest" if calls.unpriced < calls.calls else ""
+    return f"unknown ({calls.unpriced} calls to a model without a known price{priced})"
 
 
 def print_status(console: Console, status: RunStatus) -> None:
@@ -19,7 +28,9 @@ def print_status(console: Console, status: RunStatus) -> None:
                          ("kept", f.kept)]:
         if label != "judged ok" or judged:
             funnel.add_row(label, str(value))
-    if f.pending:
+    if status.running:
+        funnel.add_row(f"running ({status.running})", str(f.pending))
+    elif f.pending:
         funnel.add_row("pending (run again)", str(f.pending))
     console.print(funnel)
 
@@ -32,6 +43,9 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    for rule, (count, message) in status.rule_errors.items():
+        console.print(f"[red]RULE ERROR:[/red] rule {rule!r} raised on {count} candidate(s): {escape(message)}",
+                      highlight=False)
     if status.dedup_by_layer:
         console.print("dedup removals by layer: " + ", ".join(f"{k} {v}" for k, v in status.dedup_by_layer.items()),
                       highlight=False)
@@ -46,11 +60,13 @@ def print_status(console: Console, status: RunStatus) -> None:
         splits.add_column(name, justify="right")
     splits.add_row(*(str(f.splits.get(name, 0)) for name in ("train", "dev", "test")))
     console.print(splits)
+    for warning in status.split_warnings:
+        console.print(f"[yellow]WARNING:[/yellow] {escape(warning)}", highlight=False)
 
     c = status.calls
     console.print(f"LM calls stored: {c.calls} ({', '.join(f'{k} {v}' for k, v in c.by_purpose.items()) or 'none'}); "
                   f"tokens: {c.prompt_tokens} prompt + {c.completion_tokens} completion; "
-                  f"LM time {c.latency_s:.1f}s; cost ${c.cost:.4f}; failed calls {c.failures}"
+                  f"LM time {c.latency_s:.1f}s; cost {cost_text(c)}; failed calls {c.failures}"
                   + (f"; retried attempts {c.retried_attempts}" if c.retried_attempts else "")
                   + (f"; failed generation tasks {status.tasks_failed}" if status.tasks_failed else ""),
                   highlight=False)

@@ -5,12 +5,18 @@ is the rejection reason. A check returns None when the example passes, or a shor
 what is wrong.
 
 Custom rules are plain functions `fn(example: dict) -> bool | str | None`: True or None passes,
-False fails, a string fails with that string as the detail.
+False fails, a string fails with that string as the detail. A custom rule that raises is broken,
+not a verdict on the example: it raises `RuleRaised`, which the validate stage records as the
+reason `rule_error:<name>`. Its code is part of the validate stage's settings hash, so editing
+the function re-decides the stored candidates.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import re
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -176,11 +182,52 @@ def compile_rules(rules: list[RuleSpec], schema: TaskSchema,
     return compiled
 
 
+class RuleRaised(Exception):
+    """A custom rule raised on an example: the rule is broken, the example is not judged by it."""
+
+    def __init__(self, rule: RuleSpec, exc: Exception):
+        self.rule = rule.name
+        self.message = " ".join(f"{rule.check} raised {type(exc).__name__}: {exc}".splitlines())[:500]
+        super().__init__(self.message)
+
+
+def custom_rule_sources(rules: list[RuleSpec]) -> dict[str, str]:
+    """Each custom rule's name -> a hash of its function's code (what the settings hash includes)."""
+    out = {}
+    for i, rule in enumerate(rules):
+        if rule.check not in BUILTIN and ":" in rule.check:
+            fn = import_object(rule.check, what="function", field=f"rules[{i}].check")
+            out[rule.name] = hashlib.sha256(_code_of(fn).encode()).hexdigest()[:16]
+    return out
+
+
+def _code_of(fn: Any) -> str:
+    """The rule's code as it runs: its compiled body (bytecode, constants, names, nested functions).
+
+    Not the file's text: a process that imported the rule before the file was edited runs the old
+    code, and decisions stored under a hash of the new text would never be made again.
+    """
+    code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
+    if code is not None:
+        return _code_text(code)
+    try:  # a callable without Python bytecode: its source, else its name
+        return inspect.getsource(fn)
+    except (OSError, TypeError):
+        return f"{type(fn).__module__}.{type(fn).__qualname__}"
+
+
+def _code_text(code: types.CodeType) -> str:
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else
+              repr(sorted(map(repr, c))) if isinstance(c, frozenset) else repr(c)  # sets: no hash-seed order
+              for c in code.co_consts]
+    return "|".join([code.co_code.hex(), repr(code.co_names), repr(code.co_varnames), *consts])
+
+
 def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None:
     try:
         outcome = fn(dict(example), **rule.params) if rule.params else fn(dict(example))
-    except Exception as exc:  # the user's rule failing on an example rejects it, with the error as detail
-        return f"{rule.check} raised {type(exc).__name__}: {exc}"
+    except Exception as exc:  # the user's rule is broken: say so, do not blame the example
+        raise RuleRaised(rule, exc) from exc
     if outcome is True or outcome is None:
         return None
     return outcome if isinstance(outcome, str) else f"{rule.check} returned {outcome!r}"

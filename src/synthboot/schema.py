@@ -113,6 +113,11 @@ class TaskSchema:
                 out[name] = values
         return out
 
+    def strata_fields(self) -> list[str]:
+        """Fields with few distinct values, that splits can be stratified on: enums and booleans."""
+        return [n for n, info in self.model.model_fields.items()
+                if n in self.enum_fields() or info.annotation is bool]
+
     def description(self, name: str) -> str:
         return self.model.model_fields[name].description or ""
 
@@ -133,7 +138,8 @@ class TaskSchema:
             if annotation is str and not bounded:
                 annotation = Annotated[str, annotated_types.MaxLen(max_string_length)]
             fields[name] = (annotation, info)
-        return create_model(self.model.__name__, __config__=ConfigDict(extra="forbid"), **fields)
+        return create_model(self.model.__name__, __config__=ConfigDict(extra="forbid", regex_engine="python-re"),
+                            **fields)
 
     def check_spec(self, spec: Spec) -> None:
         """Cross-field checks of the spec against the task's fields."""
@@ -160,6 +166,11 @@ class TaskSchema:
                     raise SpecError(f"{f!r} is not a field of the task", field=f"dedup.{layer}.fields[{i}]")
         if spec.split.stratify and spec.split.stratify not in names + ["topic"]:
             raise SpecError(f"{spec.split.stratify!r} is not a field of the task", field="split.stratify")
+        if spec.split.stratify and spec.split.stratify != "topic" and spec.split.stratify not in self.strata_fields():
+            # Every free-text value is its own stratum of one: the splits would come out empty.
+            choices = ", ".join(["topic", *self.strata_fields()])
+            raise SpecError(f"{spec.split.stratify!r} is a free-text field; stratify on one of: {choices}",
+                            field="split.stratify")
         if spec.diversity.field and spec.diversity.field not in self.enum_fields():
             raise SpecError(f"{spec.diversity.field!r} is not an enum field of the task", field="diversity.field")
 
@@ -233,5 +244,8 @@ def _model_from_fields(name: str, fields: dict[str, FieldSpec]) -> type[BaseMode
         constraints = {k: v for k, v in constraints.items() if v is not None}
         definitions[fname] = (annotation, Field(..., description=f.description or None, **constraints))
     model_name = re.sub(r"\W", "", name.title()) or "Task"
-    # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good.
-    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore"), **definitions)
+    # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good. Patterns
+    # run on Python's `re`, the engine the spec loader compiles them with (pydantic's default Rust
+    # engine refuses lookarounds and backreferences, as an internal error).
+    return create_model(f"{model_name}Example", __config__=ConfigDict(extra="ignore", regex_engine="python-re"),
+                        **definitions)

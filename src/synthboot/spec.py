@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import keyword
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +40,17 @@ class FieldSpec(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     input: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        # Compiled now: a bad pattern found while validating generated rows is an internal error.
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return pattern
 
     @model_validator(mode="after")
     def _enum_has_values(self) -> FieldSpec:
@@ -209,6 +222,17 @@ class Spec(_Strict):
             raise ValueError("topics must be unique")
         return topics
 
+    @field_validator("fields")
+    @classmethod
+    def _field_names_are_identifiers(cls, fields: dict[str, FieldSpec] | None) -> dict[str, FieldSpec] | None:
+        # A field becomes a DSPy signature field, a pydantic attribute and a keyword argument: a name
+        # that cannot be one fails late (at `optimize`) or crashes (`__class__`). Check it here.
+        for name in fields or {}:
+            problem = field_name_problem(name)
+            if problem:
+                raise SpecError(f"field name {name!r} {problem}", field=f"fields.{name}")
+        return fields
+
     @field_validator("rules")
     @classmethod
     def _rule_names_unique(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
@@ -230,6 +254,43 @@ class Spec(_Strict):
     def content_hash(self) -> str:
         payload = self.model_dump(mode="json", by_alias=True, exclude={"base_dir"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def field_name_problem(name: str) -> str | None:
+    """Why `name` cannot name a task field (None when it can)."""
+    if not name.isidentifier() or not name.isascii():
+        return "is not a Python identifier (letters, digits and _, not starting with a digit)"
+    if name.startswith("_"):
+        return "starts with '_' (reserved for Python and pydantic internals)"
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    return None
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one YAML mapping: YAML keeps the last silently, we refuse it."""
+
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"key {key!r} is given twice, on line {first} and line {again}")
+        self.key, self.first, self.again = key, first, again
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key repeated in a mapping (`max_length` twice, say)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` overrides on purpose
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise DuplicateKeyError(key, seen[key], line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: the base loader reports it
+        return super().construct_mapping(node, deep=deep)
 
 
 # A semantic check run on the parsed spec (synthboot.loader passes the schema's and the rules'),
@@ -254,8 +315,10 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, *, chec
 def parse_spec(text: str, *, source: str = "<spec>", base_dir: str | Path = ".",
                overrides: dict[str, Any] | None = None, check: SpecCheck | None = None) -> Spec:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tag runs code
         root = yaml.compose(text)
+    except DuplicateKeyError as exc:
+        raise SpecError(str(exc), path=source, line=exc.again) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from synthboot.spec import Spec
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
-from synthboot.store import Candidate, Store
+from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
+from synthboot.store import Candidate, Store, lock_holder
 from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.view import DatasetView
 
@@ -36,6 +37,7 @@ class CallStats:
     completion_tokens: int = 0
     latency_s: float = 0.0
     cost: float = 0.0
+    unpriced: int = 0  # calls to a model whose price is unknown: `cost` leaves them out
     failures: int = 0
     retried_attempts: int = 0  # failed attempts that were retried (synthboot.lm.failures)
     by_purpose: dict[str, int] = field(default_factory=dict)
@@ -52,6 +54,9 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
+    rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
+    running: str | None = None  # the process running on the run directory now ('pid N'), if any
 
     def _repr_html_(self) -> str:  # Jupyter
         from synthboot.notebook import status_html
@@ -83,7 +88,7 @@ def kept_candidates(store: Store) -> list[Candidate]:
 
 
 def run_status(run_dir: str | Path) -> RunStatus:
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         spec = store.find_spec()
         view = DatasetView(store)
         outcomes = view.outcomes
@@ -107,12 +112,25 @@ def run_status(run_dir: str | Path) -> RunStatus:
         kept = view.kept()
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
         topup = store.get_meta(TOPUP_META)
+        split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
+        rule_errors = _rule_errors(store)
         failed = store.failed_task_count()
         from synthboot.optimize import optimize_reports  # late: it imports DSPy
 
         optimization = optimize_reports(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup)
+                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors,
+                     running=lock_holder(run_dir))
+
+
+def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:
+    """Custom rules that raised, from each candidate's latest validate decision: rule -> (count, first message)."""
+    out: dict[str, tuple[int, str]] = {}
+    for decision in store.decisions("validate").values():
+        for rule, message in ((decision.details or {}).get("rule_errors") or {}).items():
+            count, first = out.get(rule, (0, message))
+            out[rule] = (count + 1, first)
+    return out
 
 
 def _pending_at(outcomes: Mapping[int, tuple[str, str | None]], stage: str) -> int:
@@ -122,7 +140,8 @@ def _pending_at(outcomes: Mapping[int, tuple[str, str | None]], stage: str) -> i
 def _call_stats(store: Store) -> CallStats:
     total = store.call_totals()[0]
     stats = CallStats(calls=total.calls, prompt_tokens=total.prompt_tokens, completion_tokens=total.completion_tokens,
-                      latency_s=total.latency_s, cost=total.cost)
+                      latency_s=total.latency_s, cost=total.cost,
+                      unpriced=total.unpriced_calls)
     stats.failures = sum(store.failure_counts().values())
     stats.retried_attempts = sum(store.attempt_failure_counts(retried_only=True).values())
     stats.by_purpose = {t.name or "other": t.calls for t in store.call_totals("purpose")}

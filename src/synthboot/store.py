@@ -665,6 +665,20 @@ class Store:
                 for r in self._query(sql + " ORDER BY candidate_id", params)]
 
 
+def lock_holder(run_dir: str | Path) -> str | None:
+    """Who holds the run's lock ('pid N'), or None when no process is running on it."""
+    try:
+        with open(Path(run_dir) / LOCK_NAME) as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fh.read().strip() or "another process"
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    except OSError:  # no lock file: nothing ever ran here, or it cannot be read
+        return None
+    return None
+
+
 def _candidate(row: sqlite3.Row) -> Candidate:
     return Candidate(id=row["id"], origin=row["origin"], fields=json.loads(row["fields"]) if row["fields"] else None,
                      topic=row["topic"], round=row["round"], raw=row["raw"], parse_error=row["parse_error"],

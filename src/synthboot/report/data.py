@@ -90,7 +90,7 @@ def collect(run_dir: str | Path) -> ReportData:
         raise SynthbootError(f"{run_dir} has no spec yet: run `synthboot run` first")
     spec = status.spec
     schema = Task.of(spec).schema
-    with Store(run_dir) as store:
+    with Store(run_dir, readonly=True) as store:
         view = DatasetView(store)
         rows = candidate_rows(store, view)
         by_id = {r.id: r for r in rows}

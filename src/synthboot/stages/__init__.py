@@ -31,6 +31,7 @@ class StageResult:
     decided: int = 0
     kept: int = 0
     rejected: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)  # e.g. an empty split (synthboot.stages.split)
 
     def summary(self) -> str:
         reasons = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common())

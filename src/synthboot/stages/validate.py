@@ -1,11 +1,19 @@
-"""Validate: parse, then schema, then the named quality rules. Every rejection keeps its reason."""
+"""Validate: parse, then schema, then the named quality rules. Every rejection keeps its reason.
+
+A custom rule that raises is recorded as `rule_error:<name>` with its message; when the same error
+repeats `MAX_IDENTICAL_RULE_ERRORS` times the rule is broken, not the data: the stage keeps the
+decisions up to there and stops with a `RuleError`, instead of rejecting every candidate.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 import pydantic
 
+from synthboot.errors import SynthbootError
+from synthboot.rules import RuleRaised, custom_rule_sources
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
@@ -13,6 +21,12 @@ from synthboot.store import Candidate, Decision, Store
 from synthboot.task import Task
 
 STAGE = "validate"
+RULE_ERROR = "rule_error:"  # + the rule's name: the reason of a candidate a custom rule raised on
+MAX_IDENTICAL_RULE_ERRORS = 3
+
+
+class RuleError(SynthbootError):
+    """A custom rule raises the same error on candidate after candidate: fix the rule and run again."""
 
 
 def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
@@ -26,13 +40,17 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     task = Task.of(spec)
     schema = task.schema
     task.rules  # compiled now: a bad rule is a SpecError here, before any work
+    # The custom rules' source is in the hash: editing a rule function re-decides the candidates.
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
-                               [r.model_dump() for r in spec.rules])
+                               [r.model_dump() for r in spec.rules], custom_rule_sources(spec.rules))
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
             if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     decisions = decide(spec, todo)
+    broken = _repeated_rule_error(decisions)
+    if broken is not None:
+        decisions = decisions[:broken[0] + 1]
     for decision in decisions:
         result.decided += 1
         if decision.kept:
@@ -40,7 +58,23 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
         else:
             result.rejected[decision.reason] += 1
     store.write_decisions(STAGE, stage_hash, decisions)
+    if broken is not None:
+        _, rule, message = broken
+        raise RuleError(f"rule {rule!r} raised the same error on {MAX_IDENTICAL_RULE_ERRORS} candidates: {message}; "
+                        f"fix the rule and run again ({len(decisions)} decided, {len(todo) - len(decisions)} left "
+                        "undecided, everything generated is stored)")
     return result
+
+
+def _repeated_rule_error(decisions: list[Decision]) -> tuple[int, str, str] | None:
+    """(index, rule, message) of the decision where one rule error is seen for the Nth time, if any."""
+    seen: Counter = Counter()
+    for index, decision in enumerate(decisions):
+        for rule, message in ((decision.details or {}).get("rule_errors") or {}).items():
+            seen[rule, message] += 1
+            if seen[rule, message] >= MAX_IDENTICAL_RULE_ERRORS:
+                return index, rule, message
+    return None
 
 
 def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: TaskSchema, rules) -> Decision:
@@ -51,12 +85,17 @@ def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: Task
     except pydantic.ValidationError as exc:
         errors = [f"{'.'.join(str(p) for p in e['loc']) or '(item)'}: {e['msg']}" for e in exc.errors()]
         return Decision(cid, False, "schema_error", {"errors": errors})
-    failures = {}
+    failures: dict[str, str] = {}
+    raised: dict[str, str] = {}  # rule -> the error it raised
     for rule, check in rules:
-        detail = check(item)
+        try:
+            detail = check(item)
+        except RuleRaised as exc:
+            failures[f"{RULE_ERROR}{rule.name}"] = raised[rule.name] = exc.message
+            continue
         if detail is not None:
             failures[rule.name] = detail
     if failures:
         first = next(iter(failures))
-        return Decision(cid, False, first, {"failures": failures})
+        return Decision(cid, False, first, {"failures": failures, **({"rule_errors": raised} if raised else {})})
     return Decision(cid, True)
