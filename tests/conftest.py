@@ -31,6 +31,9 @@ generate: {per_topic: 2, per_call: 2, max_tokens: 400, concurrency: 2}
 rules:
   - {name: answer_too_short, check: min_length, field: answer, value: 10}
 split: {train: 0.34, dev: 0.33, test: 0.33, seed: 42}
+# Off in the shared fixture: its tests are about other stages, and scripted replies meant for the
+# generator cannot answer the verifier. tests/test_verify.py runs verify (real model included).
+verify: {enabled: false}
 """
 
 

@@ -172,7 +172,9 @@ def test_report_funnel_has_no_judged_stage_without_a_judge_and_names_the_metric(
     from synthboot.report.figures import funnel, optimization
 
     data = collect(tiny_run)
-    assert list(funnel(data).data[0].y) == ["generated", "parsed", "schema-valid", "rule-valid", "unique", "kept"]
+    stages = list(funnel(data).data[0].y)
+    assert "judged" not in stages and stages[:5] == ["generated", "parsed", "schema-valid", "rule-valid", "unique"]
+    assert stages[-1] == "kept"
     data.optimize = [OptimizeReport(1, 0, {"metric": "semantic_f1"}, None, scores={("dev", "baseline"):
                                                                                      Score(3, 0.5, 0.4, 0.6)})]
     fig = optimization(data)

@@ -57,10 +57,11 @@ def test_ray_engine_matches_the_local_engine(ray_cluster, tiny_run, tiny_spec_pa
 
 
 def test_remote_lm_with_judge_on_ray_matches_local(ray_cluster, tiny_spec_path, tmp_path):
-    """A remote (loopback) generator and judge: calls made by Ray tasks, limits and retries on the
+    """A remote (loopback) generator, verifier and judge: calls made by Ray tasks, limits and retries on the
     driver, the same decisions as the local engine, and each request sent once."""
     # The semantic dedup layer is off here: dedup on Ray is the first test's; this one is about calls.
     spec = synthboot.load_spec(tiny_spec_path, overrides={"generate.per_topic": 4, "judge.enabled": True,
+                                                          "verify.enabled": True,
                                                           "generate.requests_per_minute": 6000,
                                                           "dedup.semantic.enabled": False})
     runs = {}
@@ -75,7 +76,8 @@ def test_remote_lm_with_judge_on_ray_matches_local(ray_cluster, tiny_spec_path, 
     assert ray_prints == local_prints  # the very same requests reached the server
     assert _decisions(tmp_path / "ray") == _decisions(tmp_path / "local")
     with Store(tmp_path / "ray") as store:
-        assert {t.name: t.calls for t in store.call_totals("purpose")}.get("judge", 0) > 0
+        totals = {t.name: t.calls for t in store.call_totals("purpose")}
+        assert totals.get("judge", 0) > 0 and totals.get("verify", 0) > 0
 
 
 def test_topup_rounds_on_ray_match_local(ray_cluster, tiny_spec_path, tmp_path):

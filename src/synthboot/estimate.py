@@ -29,7 +29,7 @@ from rich.table import Table
 from synthboot.cost import token_prices
 from synthboot.lm import is_local, local_model_name
 from synthboot.lm.adapter import JSON_ADAPTER
-from synthboot.schema import all_seeds
+from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
 from synthboot.stages.generate import make_generator, plan_tasks
 from synthboot.store import Store
@@ -174,6 +174,9 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
         _cost(gen_lm, prompt, completion), basis,
         _seconds(measured.get("generate"), len(tasks), concurrency)))
 
+    if spec.verify.enabled and spec.verify.lm_check:
+        out.stages.append(_verify_estimate(spec, schema, seeds, spec.verify.lm or gen_lm, sum(t.count for t in tasks),
+                                           measured, concurrency))
     if spec.judge.enabled:
         judge_lm = spec.judge.lm or gen_lm
         candidates = sum(t.count for t in tasks)
@@ -195,6 +198,27 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
     if not measured:
         out.notes.append("give --from RUN_DIR (an earlier run, e.g. with --limit) to use measured token sizes")
     return out
+
+
+def _verify_estimate(spec: Spec, schema: TaskSchema, seeds: list[dict], verify_lm: str, candidates: int,
+                     measured: dict, concurrency: int) -> StageEstimate:
+    """The verifier: k predictions per candidate that reaches it (at most every generated one)."""
+    from synthboot.programs import load_program
+    from synthboot.stages.verify import checked_fields
+
+    fields = checked_fields(spec, schema)
+    seed = seeds[0] if seeds else {n: "" for n in schema.names}
+    program = load_program(f"{', '.join(schema.inputs)} -> {', '.join(fields)}", schema, spec.verify.module)
+    signature = program.module.predictors()[0].signature
+    one_prompt = prompt_tokens(verify_lm, signature, {n: seed.get(n, "") for n in schema.inputs})
+    reply = measured["verify"]["completion"] if "verify" in measured else \
+        count_tokens(verify_lm, json.dumps({f: seed.get(f) for f in fields}, ensure_ascii=False)) + 8
+    calls = candidates * spec.verify.self_consistency
+    return StageEstimate(
+        "verify", verify_lm, calls, one_prompt * calls, round(reply * calls), spec.verify.max_tokens * calls,
+        _cost(verify_lm, one_prompt * calls, round(reply * calls)),
+        f"at most {spec.verify.self_consistency} prediction(s) per generated candidate (fewer after validation "
+        "and dedup)", _seconds(measured.get("verify"), calls, concurrency))
 
 
 def _cost(lm: str, prompt: int, completion: int) -> float | None:

@@ -20,7 +20,7 @@ def status_html(status: Any) -> str:
     f = status.funnel
     judge_on = bool(status.spec and status.spec.judge.enabled)
     funnel = [["generated", f.generated], ["parsed", f.parsed], ["schema-valid", f.schema_valid],
-              ["rule-valid", f.rule_valid], ["unique", f.unique]]
+              ["rule-valid", f.rule_valid], ["unique", f.unique], ["verified", f.verified]]
     if judge_on:
         funnel.append(["judged ok", f.judged_ok])
     funnel.append(["kept", f.kept])

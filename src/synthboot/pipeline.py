@@ -1,4 +1,4 @@
-"""The whole run: spec -> store -> generate -> validate -> dedup -> judge -> split.
+"""The whole run: spec -> store -> generate -> validate -> dedup -> verify -> judge -> split.
 
 Every stage reads from and writes to the run store, so `run` is also resume: finished generation
 tasks are skipped, finished LM calls are answered from the store, and filters decide again only
@@ -82,7 +82,8 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             tasks = plan_tasks(spec, limit=limit)
             guard = None if budget is None else BudgetGuard(
                 store, parse_budget(budget) if isinstance(budget, str) else budget,
-                [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None])
+                [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None,
+                 spec.verify.lm or spec.generate.lm if spec.verify.enabled else None])
             # Passed only with a budget, so engines that take no `should_stop` still run without one.
             stop = {} if guard is None else {"should_stop": guard.exhausted}
             gen = stages.run_generate(store, spec, gen_lm, tasks, concurrency=workers,
@@ -91,26 +92,35 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             validate = stages.run_validate(store, spec)
             dedup = stages.run_dedup(store, spec, validate.settings_hash,
                                      on_progress=_stage_progress(progress, "dedup: embed"))
+            verify_lm = None
+            if spec.verify.enabled and spec.verify.lm_check:
+                verify_lm = gen_lm if not spec.verify.lm or spec.verify.lm == spec.generate.lm else make_lm(
+                    spec.verify.lm, api_base=spec.verify.api_base, temperature=0.0,
+                    max_tokens=spec.verify.max_tokens, instances=workers, limits=limits)
+            verify = stages.run_verify(store, spec, verify_lm, dedup.settings_hash, concurrency=workers,
+                                       on_progress=_stage_progress(progress, "verify"), **stop)
             judge_lm = None
             if spec.judge.enabled:
                 judge_lm = gen_lm if not spec.judge.lm or spec.judge.lm == spec.generate.lm else make_lm(
                     spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers,
                     limits=limits)
-            judge = stages.run_judge(store, spec, judge_lm, dedup.settings_hash, concurrency=workers,
+            judge = stages.run_judge(store, spec, judge_lm, verify.settings_hash, concurrency=workers,
                               on_progress=_stage_progress(progress, "judge"), **stop)
             if spec.count:
                 # Targeted top-up (synthboot.topup): more rounds until `count` examples survive every filter.
                 def refilter() -> list[StageResult]:
                     v = stages.run_validate(store, spec)
                     d = stages.run_dedup(store, spec, v.settings_hash)
-                    return [v, d, stages.run_judge(store, spec, judge_lm, d.settings_hash, concurrency=workers, **stop)]
+                    c = stages.run_verify(store, spec, verify_lm, d.settings_hash, concurrency=workers, **stop)
+                    return [v, d, c, stages.run_judge(store, spec, judge_lm, c.settings_hash, concurrency=workers,
+                                                      **stop)]
 
                 result.topup = top_up(store, spec, lambda more: stages.run_generate(
                     store, spec, gen_lm, more, concurrency=workers, on_progress=_stage_progress(progress, "top-up"),
-                    **stop), refilter, [validate, dedup, judge])
-                validate, dedup, judge = result.topup.stages
+                    **stop), refilter, [validate, dedup, verify, judge])
+                validate, dedup, verify, judge = result.topup.stages
             split = run_split(store, spec, judge.settings_hash)
-            result.stages = [validate, dedup, judge, split]
+            result.stages = [validate, dedup, verify, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
             record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits

@@ -24,7 +24,8 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel.add_column("count", justify="right")
     judged = status.spec is not None and status.spec.judge.enabled  # no "judged ok" row when no judge ran
     for label, value in [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-                         ("rule-valid", f.rule_valid), ("unique", f.unique), ("judged ok", f.judged_ok),
+                         ("rule-valid", f.rule_valid), ("unique", f.unique), ("verified", f.verified),
+                         ("judged ok", f.judged_ok),
                          ("kept", f.kept)]:
         if label != "judged ok" or judged:
             funnel.add_row(label, str(value))
@@ -43,6 +44,10 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    if status.verify_agreement:
+        console.print("verify agreement: " + "; ".join(
+            f"{a.field} {a.agreed}/{a.compared} ({a.rate:.0%}, {a.match})" for a in status.verify_agreement),
+            highlight=False)
     for rule, (count, message) in status.rule_errors.items():
         console.print(f"[red]RULE ERROR:[/red] rule {rule!r} raised on {count} candidate(s): {escape(message)}",
                       highlight=False)

@@ -113,6 +113,18 @@ class TaskSchema:
                 out[name] = values
         return out
 
+    def kind(self, name: str) -> str:
+        """'enum', 'bool', 'int', 'float', 'str', 'list' (of strings) or 'other': how values compare."""
+        annotation = self.model.model_fields[name].annotation
+        if _closed_values(annotation):
+            return "enum"
+        for kind, py in (("bool", bool), ("int", int), ("float", float), ("str", str)):
+            if annotation is py:
+                return kind
+        if typing.get_origin(annotation) in (list, tuple, set):
+            return "list"
+        return "other"
+
     def strata_fields(self) -> list[str]:
         """Fields with few distinct values, that splits can be stratified on: enums and booleans."""
         return [n for n, info in self.model.model_fields.items()
@@ -166,6 +178,13 @@ class TaskSchema:
                     raise SpecError(f"{f!r} is not a field of the task", field=f"dedup.{layer}.fields[{i}]")
         if spec.split.stratify and spec.split.stratify not in names + ["topic"]:
             raise SpecError(f"{spec.split.stratify!r} is not a field of the task", field="split.stratify")
+        for i, f in enumerate(spec.verify.fields or []):
+            if f not in self.outputs:
+                raise SpecError(f"{f!r} is not an output field of the task (outputs: {', '.join(self.outputs)})",
+                                field=f"verify.fields[{i}]")
+        for f in spec.verify.per_field:
+            if f not in self.outputs:
+                raise SpecError(f"{f!r} is not an output field of the task", field=f"verify.per_field.{f}")
         if spec.split.stratify and spec.split.stratify != "topic" and spec.split.stratify not in self.strata_fields():
             # Every free-text value is its own stratum of one: the splits would come out empty.
             choices = ", ".join(["topic", *self.strata_fields()])

@@ -40,6 +40,11 @@ class FieldSpec(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     input: bool = False
+    # list[str] only: bounds on the number of items and on each item's length (default checks,
+    # synthboot.checks; items also must be non-empty text, not JSON fragments).
+    min_items: int | None = Field(None, ge=0, le=10_000)
+    max_items: int | None = Field(None, ge=1, le=10_000)
+    item_max_length: int | None = Field(None, ge=1, le=10_000_000)
 
     @field_validator("pattern")
     @classmethod
@@ -60,6 +65,10 @@ class FieldSpec(_Strict):
             raise ValueError("`values` is only for fields of type enum")
         if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
             raise ValueError("min_length is larger than max_length")
+        if self.type != "list[str]" and (self.min_items, self.max_items, self.item_max_length) != (None, None, None):
+            raise ValueError("min_items, max_items and item_max_length are only for fields of type list[str]")
+        if self.min_items is not None and self.max_items is not None and self.min_items > self.max_items:
+            raise ValueError("min_items is larger than max_items")
         return self
 
 
@@ -174,6 +183,68 @@ class JudgeSpec(_Strict):
     rubric: str | None = None
 
 
+class ChecksSpec(_Strict):
+    """Checks every spec gets without writing a rule (synthboot.checks), run by validate.
+
+    Empty or whitespace-only strings and the list[str] item checks always run; these can be
+    switched off.
+    """
+
+    # An input that equals or merely restates an enum output's label ("billing", "Label: billing").
+    answer_leak: bool = True
+
+
+class VerifyFieldSpec(_Strict):
+    """How one output field's generated value is compared with the verifier's prediction."""
+
+    match: Literal["exact", "normalized", "embedding", "jaccard", "number"] | None = None  # default by type
+    threshold: float | None = Field(None, ge=0, le=1)  # embedding cosine or list Jaccard
+    tolerance: float | None = Field(None, ge=0)  # numbers: absolute or relative difference allowed
+
+
+class LabelVoteSpec(_Strict):
+    """The offline label check: a nearest-neighbour vote in embedding space over trusted labelled rows."""
+
+    enabled: bool = True
+    # Each label's score is the mean cosine of its `per_label` trusted rows nearest the candidate.
+    per_label: int = Field(2, ge=1, le=100)
+    # Reject when another label scores this much above the candidate's own (BENCHMARKS.md: why 0.08).
+    margin: float = Field(0.08, ge=0, le=2)
+    min_similarity: float = Field(0.3, ge=-1, le=1)  # a winning label less similar than this does not vote
+    # Same text: equal after normalising, or a cosine at least this (then another label is a conflict).
+    near_duplicate: float = Field(0.92, gt=0, le=1)
+    embedder: str = "local"
+
+
+class VerifySpec(_Strict):
+    """Verify: is each candidate's output right for its input (synthboot.stages.verify)."""
+
+    enabled: bool = True
+    lm: str | None = None  # the verifier; defaults to the generator's LM
+    api_base: str | None = None
+    module: Literal["predict", "cot"] = "predict"  # cot for reasoning tasks (math)
+    # Output fields the verifier predicts and compares; default: every output except the
+    # diversity field (an attribute such as difficulty describes the example, it is not its answer)
+    # and a field named `topic`.
+    fields: list[str] | None = None
+    text_threshold: float = Field(0.5, ge=0, le=1)  # cosine of MiniLM embeddings for free text (BENCHMARKS.md)
+    list_threshold: float = Field(0.5, ge=0, le=1)  # Jaccard of normalised items
+    tolerance: float = Field(1e-6, ge=0)  # floats: absolute or relative difference allowed
+    per_field: dict[str, VerifyFieldSpec] = Field(default_factory=dict)
+    # Self-consistency: k sampled predictions; kept only where a strict majority agrees.
+    self_consistency: int = Field(1, ge=1, le=32)
+    temperature: float = Field(0.7, ge=0, le=2)  # of the self-consistency samples (k > 1)
+    max_tokens: int = Field(512, ge=16, le=10_000_000)
+    embedder: str = "local"  # text agreement: 'local' (MiniLM) or 'static'
+    label_vote: LabelVoteSpec = Field(default_factory=LabelVoteSpec)
+    lm_check: bool = True  # False: only the offline checks (label vote, near-duplicate conflicts)
+
+    @field_validator("label_vote", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class SplitSpec(_Strict):
     train: float = Field(0.2, ge=0, le=1)
     dev: float = Field(0.6, ge=0, le=1)
@@ -205,6 +276,8 @@ class Spec(_Strict):
     rules: list[RuleSpec] = Field(default_factory=list)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
     diversity: DiversitySpec = Field(default_factory=DiversitySpec)
+    checks: ChecksSpec = Field(default_factory=ChecksSpec)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
     judge: JudgeSpec = Field(default_factory=JudgeSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     # How many kept examples the user wants; short of it, top-up rounds generate more (synthboot.topup).

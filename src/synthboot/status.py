@@ -22,6 +22,7 @@ class Funnel:
     schema_valid: int = 0
     rule_valid: int = 0
     unique: int = 0
+    verified: int = 0
     judged_ok: int = 0
     kept: int = 0
     pending: int = 0
@@ -54,6 +55,8 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    # Verify's agreement per checked output field (synthboot.verify_stats.FieldAgreement).
+    verify_agreement: list = field(default_factory=list)
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
     rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
     running: str | None = None  # the process running on the run directory now ('pid N'), if any
@@ -104,7 +107,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.rule_valid = funnel.generated - sum(validate_rejects.values()) - _pending_at(outcomes, "validate")
         funnel.unique = funnel.rule_valid - sum(funnel.rejected.get("dedup", Counter()).values()) \
             - _pending_at(outcomes, "dedup")
-        funnel.judged_ok = funnel.unique - sum(funnel.rejected.get("judge", Counter()).values()) \
+        funnel.verified = funnel.unique - sum(funnel.rejected.get("verify", Counter()).values()) \
+            - _pending_at(outcomes, "verify")
+        funnel.judged_ok = funnel.verified - sum(funnel.rejected.get("judge", Counter()).values()) \
             - _pending_at(outcomes, "judge")
         funnel.kept = sum(1 for s, _ in outcomes.values() if s == "kept")
         funnel.splits = +view.split_counts()
@@ -118,9 +123,12 @@ def run_status(run_dir: str | Path) -> RunStatus:
         from synthboot.optimize import optimize_reports  # late: it imports DSPy
 
         optimization = optimize_reports(store)
+        from synthboot.verify_stats import field_agreement
+
+        agreement = field_agreement(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
-                     topup=topup, split_warnings=split_warnings, rule_errors=rule_errors,
-                     running=lock_holder(run_dir))
+                     topup=topup, verify_agreement=agreement, split_warnings=split_warnings,
+                     rule_errors=rule_errors, running=lock_holder(run_dir))
 
 
 def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:

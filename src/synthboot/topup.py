@@ -109,7 +109,7 @@ def top_up(store: Store, spec: Spec, generate: Callable[[list[GenerationTask]], 
            refilter: Callable[[], list[StageResult]], current: list[StageResult]) -> TopUpResult:
     """Generate and filter more rounds until `spec.count` examples are kept or a cap is hit.
 
-    `current` holds the validate, dedup and judge results so far; `refilter` runs them again.
+    `current` holds the filter stages' results so far (validate to judge); `refilter` runs them again.
     """
     result = TopUpResult(wanted=spec.count or 0, stages=list(current))
     # Each round's batches are stored before they run and replayed on a re-run: a finished run

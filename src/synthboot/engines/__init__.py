@@ -1,7 +1,7 @@
 """Where the stages run: `local` (threads in this process) or `ray` (a Ray cluster).
 
-An engine offers the four stage functions with the signatures of `synthboot.stages.*`
-(`run_generate`, `run_validate`, `run_dedup`, `run_judge`). Whatever the engine, the run store stays
+An engine offers the stage functions with the signatures of `synthboot.stages.*`
+(`run_generate`, `run_validate`, `run_dedup`, `run_verify`, `run_judge`). Whatever the engine, the run store stays
 in the driver process and is the single source of truth: remote workers compute and return, the
 driver writes.
 """

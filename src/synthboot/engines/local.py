@@ -6,6 +6,7 @@ from synthboot.stages.dedup import run_dedup
 from synthboot.stages.generate import run_generate
 from synthboot.stages.judge import run_judge
 from synthboot.stages.validate import run_validate
+from synthboot.stages.verify import run_verify
 
 
 class LocalEngine:
@@ -13,4 +14,5 @@ class LocalEngine:
     run_generate = staticmethod(run_generate)
     run_validate = staticmethod(run_validate)
     run_dedup = staticmethod(run_dedup)
+    run_verify = staticmethod(run_verify)
     run_judge = staticmethod(run_judge)

@@ -2,7 +2,7 @@
 
 How each stage uses Ray, and why the results equal the local engine's:
 
-- generate and judge run the local stage code on the driver, with an LM whose engine
+- generate, verify and judge run the local stage code on the driver, with an LM whose engine
   (`RayCallEngine`) sends each request that is not already in the run store to a Ray task. The
   worker rebuilds the model from a small recipe (the embedded model is a pip package, so a worker
   finds it by itself) and answers the very request the local engine would have answered; the
@@ -34,6 +34,7 @@ from synthboot.stages import dedup as dedup_stage
 from synthboot.stages import generate as generate_stage
 from synthboot.stages import judge as judge_stage
 from synthboot.stages import validate as validate_stage
+from synthboot.stages import verify as verify_stage
 from synthboot.store import Candidate, Decision
 
 # Environment every worker gets: nothing may be downloaded at run time.
@@ -179,6 +180,11 @@ class RayEngine:
     # -- stages ----------------------------------------------------------------------------------
     def run_generate(self, store, spec: Spec, lm: dspy.LM, tasks, **kwargs):
         return generate_stage.run_generate(store, spec, self._on_cluster(lm, spec.generate), tasks, **kwargs)
+
+    def run_verify(self, store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, **kwargs):
+        if lm is not None:
+            lm = self._on_cluster(lm, spec.verify, default=spec.generate)
+        return verify_stage.run_verify(store, spec, lm, upstream_hash, **kwargs)
 
     def run_judge(self, store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, **kwargs):
         if lm is not None:

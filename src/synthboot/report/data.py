@@ -65,6 +65,17 @@ class CallGroup:
 
 
 @dataclass
+class Disagreement:
+    """A candidate verify rejected: the field, what the generator wrote and what the check found."""
+
+    id: int
+    reason: str
+    field: str
+    generated: Any
+    found: Any  # the verifier's prediction, or the label the neighbours voted for
+
+
+@dataclass
 class ReportData:
     run_dir: Path
     spec: Spec
@@ -76,6 +87,7 @@ class ReportData:
     by_model: list[CallGroup]
     split_distributions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split->field->counts
     optimize: list[Any] = field(default_factory=list)  # synthboot.optimize.OptimizeReport
+    disagreements: list[Disagreement] = field(default_factory=list)  # verify's rejections, both values
 
     @property
     def names(self) -> list[str]:
@@ -99,8 +111,28 @@ def collect(run_dir: str | Path) -> ReportData:
         by_model = _call_groups(store, "model")
         split_distributions = _split_distributions(view, spec)
         optimize = _optimize(store)
+        disagreements = _disagreements(store)
     return ReportData(Path(run_dir), spec, schema, status, rows, clusters, by_stage, by_model,
-                      split_distributions, optimize)
+                      split_distributions, optimize, disagreements)
+
+
+def _disagreements(store: Store, limit: int = 200) -> list[Disagreement]:
+    current = (store.get_meta("stage_hashes", {}) or {}).get("verify")
+    out = []
+    for cid, d in sorted(store.decisions("verify").items()):
+        if d.kept or d.settings_hash != current or not d.details or ":" not in (d.reason or ""):
+            continue
+        details = d.details
+        name = (d.reason or "").partition(":")[2]
+        lm_field = ((details.get("lm") or {}).get("fields") or {}).get(name)
+        if lm_field is not None:
+            out.append(Disagreement(cid, d.reason or "", name, lm_field.get("generated"), lm_field.get("predicted")))
+        elif (vote := details.get("label_vote")) is not None:
+            out.append(Disagreement(cid, d.reason or "", name, vote.get("label"),
+                                    vote.get("vote") or vote.get("other_label")))
+        if len(out) >= limit:
+            break
+    return out
 
 
 def candidate_rows(store: Store, view: DatasetView | None = None) -> list[Row]:

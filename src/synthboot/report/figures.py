@@ -34,10 +34,11 @@ def esc(value: object, limit: int | None = None) -> str:
 def funnel(data: ReportData) -> go.Figure:
     f = data.status.funnel
     stages = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-              ("rule-valid", f.rule_valid), ("unique", f.unique), ("judged", f.judged_ok), ("kept", f.kept)]
+              ("rule-valid", f.rule_valid), ("unique", f.unique), ("verified", f.verified), ("judged", f.judged_ok),
+              ("kept", f.kept)]
     spec = data.status.spec
     if not (spec and spec.judge.enabled):
-        stages = [s for s in stages if s[0] != "judged"]  # no judge ran: a "judged" row would only repeat "unique"
+        stages = [s for s in stages if s[0] != "judged"]  # no judge ran: a "judged" row would only repeat the one above
     fig = go.Figure(go.Funnel(y=[s for s, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
     return fig.update_layout(title="Funnel", **LAYOUT)
 

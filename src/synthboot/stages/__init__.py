@@ -21,7 +21,7 @@ from typing import Any
 from synthboot.store import Candidate, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
-FILTER_STAGES = ("validate", "dedup", "judge")
+FILTER_STAGES = ("validate", "dedup", "verify", "judge")
 
 
 @dataclass

@@ -47,7 +47,7 @@ def judge_one(judge: dspy.Module, lm: dspy.LM, spec: Spec, fields: dict) -> tupl
 def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, *, concurrency: int = 1,
               on_progress: Callable[[int, int], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> StageResult:
-    """Score the candidates dedup kept; keep those scoring at least the threshold.
+    """Score the candidates verify kept; keep those scoring at least the threshold.
 
     `should_stop` (a budget) is asked before each verdict; those not started stay undecided.
 
@@ -58,7 +58,7 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
                                lm.model if enabled and lm else None)
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
-    todo = [c for c in passed(store, "dedup", upstream_hash)
+    todo = [c for c in passed(store, "verify", upstream_hash)
             if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     if not enabled:
         store.write_decisions(STAGE, stage_hash, [Decision(c.id, True, details={"judge": "off"}) for c in todo])

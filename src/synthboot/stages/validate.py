@@ -1,4 +1,5 @@
-"""Validate: parse, then schema, then the named quality rules. Every rejection keeps its reason.
+"""Validate: parse, then schema, then the default checks (synthboot.checks), then the named quality
+rules. Every rejection keeps its reason.
 
 A custom rule that raises is recorded as `rule_error:<name>` with its message; when the same error
 repeats `MAX_IDENTICAL_RULE_ERRORS` times the rule is broken, not the data: the stage keeps the
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 import pydantic
 
+from synthboot.checks import default_checks, empty_strings
 from synthboot.errors import SynthbootError
 from synthboot.rules import RuleRaised, custom_rule_sources
 from synthboot.schema import TaskSchema
@@ -32,7 +34,7 @@ class RuleError(SynthbootError):
 def decide_all(spec: Spec, candidates: list[Candidate]) -> list[Decision]:
     """Each candidate's decision; a pure function of the spec, so it can run anywhere (the Ray engine)."""
     task = Task.of(spec)
-    return [_decide(c.id, c.fields, c.parse_error, task.schema, task.rules) for c in candidates]
+    return [_decide(c.id, c.fields, c.parse_error, task.schema, task.rules, spec) for c in candidates]
 
 
 def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
@@ -42,7 +44,8 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     task.rules  # compiled now: a bad rule is a SpecError here, before any work
     # The custom rules' source is in the hash: editing a rule function re-decides the candidates.
     stage_hash = settings_hash(upstream_hash, STAGE, schema.model.model_json_schema(),
-                               [r.model_dump() for r in spec.rules], custom_rule_sources(spec.rules))
+                               [r.model_dump() for r in spec.rules], custom_rule_sources(spec.rules),
+                               _checks_settings(spec))
     result = StageResult(STAGE, stage_hash)
     existing = store.decisions(STAGE)
     todo = [c for c in passed(store, None, None)
@@ -66,6 +69,12 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
     return result
 
 
+def _checks_settings(spec: Spec) -> list:
+    """What the default checks depend on; the version changes when their code does."""
+    items = {n: (f.min_items, f.max_items, f.item_max_length) for n, f in (spec.fields or {}).items()}
+    return ["checks-v1", spec.checks.model_dump(), items, spec.generate.max_string_length]
+
+
 def _repeated_rule_error(decisions: list[Decision]) -> tuple[int, str, str] | None:
     """(index, rule, message) of the decision where one rule error is seen for the Nth time, if any."""
     seen: Counter = Counter()
@@ -77,15 +86,19 @@ def _repeated_rule_error(decisions: list[Decision]) -> tuple[int, str, str] | No
     return None
 
 
-def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: TaskSchema, rules) -> Decision:
+def _decide(cid: int, fields: dict | None, parse_error: str | None, schema: TaskSchema, rules,
+            spec: Spec) -> Decision:
     if fields is None:
         return Decision(cid, False, "parse_error", {"error": parse_error or "not parsed"})
+    # Before the schema: an empty string says `empty:<field>`, not a schema's min_length message.
+    if isinstance(fields, dict) and (empty := empty_strings(fields, schema, spec)) is not None:
+        return Decision(cid, False, empty[0], {"failures": {empty[0]: empty[1]}})
     try:
         item = schema.validate_item(fields).model_dump(mode="json")
     except pydantic.ValidationError as exc:
         errors = [f"{'.'.join(str(p) for p in e['loc']) or '(item)'}: {e['msg']}" for e in exc.errors()]
         return Decision(cid, False, "schema_error", {"errors": errors})
-    failures: dict[str, str] = {}
+    failures: dict[str, str] = default_checks(item, schema, spec)
     raised: dict[str, str] = {}  # rule -> the error it raised
     for rule, check in rules:
         try:
