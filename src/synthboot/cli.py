@@ -296,6 +296,22 @@ def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
 
 
 @app.command()
+def check(run_dir: Path = typer.Argument(..., help="A run directory."),
+          real: Path = typer.Option(..., "--real", help="JSONL of real labelled examples in the spec's fields."),
+          k: int = typer.Option(5, min=1, help="Neighbours that set each real example's radius (coverage, "
+                                              "precision)."),
+          embedder: str = typer.Option("local", help="Embedder: local, static or a model directory.")) -> None:
+    """Measure the kept examples against real data: coverage, precision, accuracy on real, label fidelity."""
+    from synthboot.check import check_run
+
+    _context["run_dir"] = run_dir
+    result = check_run(run_dir, real, k=k, embedder=embedder)
+    out.print(f"check of {run_dir} against {real}", highlight=False, markup=False, soft_wrap=True)
+    for line in result.lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
 def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.gz)."),
           field: list[str] = typer.Option(..., "--field", help="The field to compare (repeat for several)."),
           out_file: Path = typer.Option(..., "--out", help="Where to write the kept rows (JSONL)."),
