@@ -1,12 +1,16 @@
 """Deduplicate any JSONL file with the run's dedup layers: `synthboot dedup FILE.jsonl --field NAME`.
 
 Rows are taken in file order; the first of each group of duplicates is kept. The kept rows are
-written unchanged; `--pairs` writes one line per removed row with the row it duplicates, the layer
-and the similarity.
+written unchanged (gzip when the name ends in .gz); `--pairs` writes one line per removed row with
+the row it duplicates, the layer and the similarity.
 
-With only exact and MinHash layers the file is streamed (`dedup_stream`): read, decided and
-written a chunk of rows at a time, holding only the kept rows' keys, so a million rows fit in a
-few GB. A semantic layer needs every row's embedding: those files are read whole. The file
+With several fields, `match="joined"` compares the fields joined into one text; `match="each"`
+removes a row only when every field on its own matches the same earlier row (two different
+instructions over one long input are then not duplicates).
+
+With only exact and MinHash layers (and joined fields) the file is streamed (`dedup_stream`): read,
+decided and written a chunk of rows at a time, holding only the kept rows' keys, so a million rows
+fit in a few GB. A semantic layer needs every row's embedding: those files are read whole. The file
 command's semantic layer uses the `static` embedder by default (tens of thousands of texts per
 second; MiniLM, `--embedder local`, embeds a few hundred per second on two cores).
 """
@@ -26,7 +30,8 @@ from typing import Any
 from synthboot.errors import SynthbootError
 from synthboot.jsonl import read_jsonl
 from synthboot.spec import DedupSpec
-from synthboot.stages.dedup import LAYER_NAMES, ExactLayer, Layer, MinHashLayer, SemanticLayer, WordOverlapLayer, dedup_records
+from synthboot.stages.dedup import (LAYER_NAMES, DedupOutcome, ExactLayer, Layer, MinHashLayer, SemanticLayer,
+                                    WordOverlapLayer, dedup_records)
 
 DEFAULT_METHODS = ("exact", "minhash", "semantic")
 FILE_EMBEDDER = "static"  # the file command's default: files are large, MiniLM takes minutes per 10k rows
@@ -43,22 +48,41 @@ class DedupFileResult:
     seconds: float = 0.0
 
 
+def parse_methods(text: str | list[str] | None) -> list[str]:
+    """'exact, minhash' or ['exact', 'minhash'] -> ['exact', 'minhash'] (spaces and empty items ignored)."""
+    if text is None:
+        return list(DEFAULT_METHODS)
+    parts = text.split(",") if isinstance(text, str) else [p for item in text for p in item.split(",")]
+    return [p.strip() for p in parts if p.strip()]
+
+
 def make_file_layers(methods: list[str], fields: list[str], threshold: float | None = None,
-                     embedder: str | None = None) -> list[Layer]:
-    """Layers for `methods` in the given order, at the spec's default settings unless `threshold` is given."""
+                     embedder: str | None = None, thresholds: dict[str, float | None] | None = None) -> list[Layer]:
+    """Layers for `methods` in the given order, at the spec's default settings.
+
+    `thresholds` sets one layer's threshold (Jaccard for minhash, cosine for semantic, word overlap);
+    `threshold` sets every layer that `thresholds` does not name. 0 is a threshold, not "unset".
+    """
     defaults = DedupSpec()
+    chosen = {k: v for k, v in (thresholds or {}).items() if v is not None}
+
+    def pick(name: str, default: float) -> float:
+        return chosen.get(name, threshold if threshold is not None else default)
+
+    if embedder is not None and "semantic" not in methods:
+        raise SynthbootError("--embedder is only used by the semantic layer; add semantic to --method")
     layers: list[Layer] = []
     for method in methods:
         if method == "exact":
             layers.append(ExactLayer())
         elif method == "word_overlap":
-            layers.append(WordOverlapLayer(threshold or defaults.word_overlap.threshold))
+            layers.append(WordOverlapLayer(pick("word_overlap", defaults.word_overlap.threshold)))
         elif method == "minhash":
             m = defaults.minhash
-            layers.append(MinHashLayer(threshold or m.threshold, m.num_perm, m.shingle, m.ngram))
+            layers.append(MinHashLayer(pick("minhash", m.threshold), m.num_perm, m.shingle, m.ngram))
         elif method == "semantic":
             s = defaults.semantic
-            layers.append(SemanticLayer(threshold or s.threshold, embedder or FILE_EMBEDDER))
+            layers.append(SemanticLayer(pick("semantic", s.threshold), embedder or FILE_EMBEDDER))
         else:
             raise SynthbootError(f"unknown dedup method {method!r}; choose from {', '.join(LAYER_NAMES)}")
     if not layers:
@@ -66,22 +90,26 @@ def make_file_layers(methods: list[str], fields: list[str], threshold: float | N
     return layers
 
 
-def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods: list[str] | None = None,
+def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods: list[str] | str | None = None,
                threshold: float | None = None, pairs: str | Path | None = None,
-               embedder: str | None = None, on_progress: Callable[[str, int, int], None] | None = None,
+               embedder: str | None = None, thresholds: dict[str, float | None] | None = None,
+               match: str = "joined", on_progress: Callable[[str, int, int], None] | None = None,
                chunk_rows: int = CHUNK_ROWS) -> DedupFileResult:
     """Write the rows of `path` that are not duplicates (compared on `fields`) to `out`.
 
     `on_progress(what, done, total)` follows the slow parts: reading a streamed file (bytes) and
     embedding texts (rows).
     """
+    if match not in ("joined", "each"):
+        raise SynthbootError(f"--match-fields must be joined or each, not {match!r}")
     started = time.perf_counter()
     path = Path(path)
     for target, option in ((out, "--out"), (pairs, "--pairs")):
         if target is not None and _same_file(path, Path(target)):
             raise SynthbootError(f"{option} {target} is the input file: it would be overwritten; write elsewhere")
-    layers = make_file_layers(list(methods or DEFAULT_METHODS), fields, threshold, embedder)
-    if all(isinstance(x, (ExactLayer, MinHashLayer)) for x in layers):
+    layers = make_file_layers(parse_methods(methods), fields, threshold, embedder, thresholds)
+    each = match == "each" and len(fields) > 1
+    if not each and all(isinstance(x, (ExactLayer, MinHashLayer)) for x in layers):
         result = _dedup_streamed(path, fields, Path(out), layers, pairs, on_progress, chunk_rows)
         result.seconds = time.perf_counter() - started
         return result
@@ -92,7 +120,7 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
         if isinstance(layer, SemanticLayer) and on_progress is not None:
             layer.on_progress = lambda done, total, name=layer.embedder: on_progress(f"embedding ({name})", done, total)
     records = [(i, {f: _text(row.get(f)) for f in fields}) for i, row in enumerate(rows)]
-    outcome = dedup_records(records, layers, fields)
+    outcome = dedup_each_field(records, layers, fields) if each else dedup_records(records, layers, fields)
     result = DedupFileResult(rows=len(rows), kept=len(outcome.kept),
                              empty=sum(1 for _, r in records if not "".join(r.values()).strip()),
                              missing=sum(1 for row in rows if not any(f in row for f in fields)))
@@ -122,7 +150,8 @@ def _dedup_streamed(path: Path, fields: list[str], out: Path, layers: list, pair
     out.parent.mkdir(parents=True, exist_ok=True)
     pairs_fh = None
     try:
-        with open(out_tmp, "w", encoding="utf-8") as out_fh:
+        opener = gzip.open if out.suffix == ".gz" else open  # the name says gzip: write gzip
+        with opener(out_tmp, "wt", encoding="utf-8") as out_fh:
             if pairs_path is not None:
                 pairs_path.parent.mkdir(parents=True, exist_ok=True)
                 pairs_fh = open(pairs_path.with_name(pairs_path.name + ".tmp"), "w", encoding="utf-8")
@@ -210,6 +239,35 @@ def _chunks(path: Path, size: int, on_progress: Callable[[str, int, int], None] 
             on_progress("dedup (bytes read)", total, total)
 
 
+def dedup_each_field(items: list[tuple[int, dict]], layers: list[Layer], fields: list[str]) -> DedupOutcome:
+    """Greedy layered dedup where a row is a duplicate of an earlier kept row only if every field matches it.
+
+    The reported similarity is the lowest of the fields' similarities.
+    """
+    keys = [k for k, _ in items]
+    per_layer = []
+    for layer in layers:
+        by_field = [layer.candidates([str(f.get(name, "")) for _, f in items]) for name in fields]
+        joined = []
+        for pos in range(len(items)):
+            scores = [dict(hits[pos]) for hits in by_field]
+            common = set(scores[0]).intersection(*scores[1:])
+            joined.append(sorted(((j, min(s[j] for s in scores)) for j in common), key=lambda h: -h[1]))
+        per_layer.append(joined)
+    kept_mask = [True] * len(items)
+    kept, removed = [], {}
+    for pos in range(len(items)):
+        for layer, joined in zip(layers, per_layer):
+            hit = next(((j, s) for j, s in joined[pos] if kept_mask[j]), None)
+            if hit is not None:
+                removed[keys[pos]] = (layer.name, keys[hit[0]], round(float(hit[1]), 4))
+                kept_mask[pos] = False
+                break
+        else:
+            kept.append(keys[pos])
+    return DedupOutcome(kept, removed)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (b.exists() and a.exists() and a.samefile(b))
@@ -226,7 +284,8 @@ def _text(value: Any) -> str:
 def _write_jsonl(path: Path, rows) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open  # the name says gzip: write gzip
+    with opener(tmp, "wt", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     tmp.replace(path)

@@ -63,6 +63,11 @@ class RunStatus:
     rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
     running: str | None = None  # the process running on the run directory now ('pid N'), if any
 
+    def _repr_html_(self) -> str:  # Jupyter
+        from synthboot.notebook import status_html
+
+        return status_html(self)
+
     @property
     def dedup_by_layer(self) -> dict[str, int]:
         """Removals per dedup layer (every enabled layer listed, zero included)."""

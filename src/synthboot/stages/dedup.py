@@ -137,7 +137,7 @@ class WordOverlapLayer:
                 for j in index[w]:
                     shared[j] += 1
             hits = [(j, n / max(len(words), len(sets[j]))) for j, n in shared.items()]
-            out.append(sorted(((j, s) for j, s in hits if s > self.threshold), key=lambda h: -h[1]))
+            out.append(sorted(((j, s) for j, s in hits if s >= self.threshold), key=lambda h: -h[1]))
             for w in words:
                 index[w].append(i)
         return out
