@@ -31,7 +31,7 @@ demo: setup
 
 # ruff and mypy (settings in pyproject.toml): clean, or `make test` stops before pytest.
 lint: setup-dev
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 
 # The README's second command.

@@ -32,7 +32,8 @@ from scipy.sparse import csr_matrix
 from synthboot.stages.dedup import ExactLayer, MinHashLayer, dedup_texts
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
+# $SYNTHBOOT_SHARED: the shared data folder when this checkout is not beside it (a git worktree).
+DEFAULT_DATA = Path(os.environ.get("SYNTHBOOT_SHARED") or HERE.parent.parent / "shared") / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
 
 
 def load(path: Path) -> list[str]:

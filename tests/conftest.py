@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_SPEC = REPO / "examples" / "python-qa.yaml"
-SHARED = REPO.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"  # small data the tests carry (see data/README.md)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -35,6 +35,16 @@ split: {train: 0.34, dev: 0.33, test: 0.33, seed: 42}
 # generator cannot answer the verifier. tests/test_verify.py runs verify (real model included).
 verify: {enabled: false}
 """
+
+
+def t0_prompts(n: int = 600) -> list[str]:
+    """Real T0 prompts (the same passages under different templates: natural near-duplicates)."""
+    import gzip
+    import itertools
+    import json
+
+    with gzip.open(DATA / "t0_prompts_600.jsonl.gz", "rt", encoding="utf-8") as fh:
+        return [json.loads(line)["prompt"] for line in itertools.islice(fh, n)]
 
 
 def tiny_spec(*, per_topic: int = 2, per_call: int = 2) -> str:

@@ -128,7 +128,7 @@ def test_cli_money_budget_on_a_real_http_server(tiny_spec_path, tmp_path, capsys
     with serve() as url:
         args = ["run", str(tiny_spec_path), "--out", str(run), "--lm", "openai/gpt-4o-mini", "--api-base", url,
                 "--concurrency", "1"]
-        assert main([*args, "--budget", "$0.00001"]) == 2
+        assert main([*args, "--budget", "$0.00001"]) == 4  # EXIT_INCOMPLETE
         err = capsys.readouterr().err
         assert "budget of $1e-05 reached" in err and "higher --budget to resume" in err
         assert url.server.count() == 1

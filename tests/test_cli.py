@@ -71,7 +71,9 @@ def test_bad_arguments_exit_2(tmp_path):
 def test_init_writes_a_spec_that_loads(tmp_path):
     result = cli("init", str(tmp_path / "mine.yaml"))
     assert result.returncode == 0
-    assert (tmp_path / "mine.yaml").read_text() == EXAMPLE_SPEC.read_text()
+    written = (tmp_path / "mine.yaml").read_text()
+    assert written.split("\nname:", 1)[1] == EXAMPLE_SPEC.read_text().split("\nname:", 1)[1]  # the example's body
+    assert f"synthboot run {tmp_path / 'mine.yaml'}" in written  # its own path in the comment
     assert cli("init", str(tmp_path / "mine.yaml")).returncode == 2  # never overwrites
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import re
@@ -19,14 +18,7 @@ from synthboot.stages.dedup import (ExactLayer, MinHashLayer, SemanticLayer, Wor
                                     dedup_texts, shingles)
 from synthboot.stages.leakage import find_leaks
 from synthboot.status import run_status
-from tests.conftest import SHARED, TINY_SPEC
-
-T0 = SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz"
-
-
-def t0_prompts(n: int) -> list[str]:
-    with gzip.open(T0, "rt", encoding="utf-8") as fh:
-        return [json.loads(line)["prompt"] for line in itertools.islice(fh, n)]
+from tests.conftest import TINY_SPEC, t0_prompts
 
 
 def exact_pairs(texts: list[str], threshold: float) -> dict[tuple[int, int], float]:
@@ -74,22 +66,6 @@ def test_semantic_layer_catches_a_paraphrase_minhash_misses():
     semantic = SemanticLayer(0.8).candidates(texts)
     assert semantic[1] and semantic[1][0][0] == 0 and semantic[1][0][1] >= 0.8
     assert semantic[2] == []
-
-
-def mrpc_sentences(n: int) -> list[str]:
-    lines = (SHARED / "bench" / "mrpc" / "msr_paraphrase_train.txt").read_text(encoding="utf-8-sig").splitlines()[1:]
-    rows = [line.split("\t") for line in lines[:n // 2]]
-    return [r[3] for r in rows] + [r[4] for r in rows]  # each sentence's paraphrase-or-not twin 50 rows later
-
-
-def test_semantic_ann_index_agrees_with_the_exact_matrix():
-    texts = mrpc_sentences(300)
-    vectors = SemanticLayer().embed(texts)
-    exact = SemanticLayer(0.85, exact_below=10_000).links_from_vectors(vectors, [False] * len(texts)).lists()
-    approx = SemanticLayer(0.85, exact_below=0).links_from_vectors(vectors, [False] * len(texts)).lists()  # HNSW
-    want = {(i, j) for i, hits in enumerate(exact) for j, _ in hits}
-    got = {(i, j) for i, hits in enumerate(approx) for j, _ in hits}
-    assert want and got <= want and len(got) / len(want) >= 0.9
 
 
 def test_greedy_order_reference_and_first_layer_wins():
@@ -190,6 +166,67 @@ def test_dedup_command_on_any_jsonl(tmp_path, capsys):
     assert main(["dedup", str(src), "--field", "q", "--method", "fuzzy", "--out", str(out)]) == 2
 
 
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_dedup_command_flags(tmp_path, capsys):
+    import gzip
+
+    src = _jsonl(tmp_path / "in.jsonl", [{"q": "a b c d", "n": 1}, {"q": "a b c e", "n": 2}, {"q": "x y z w", "n": 3}])
+    out = tmp_path / "kept.jsonl.gz"
+
+    def kept(*args: str) -> list[int]:
+        assert main(["dedup", str(src), "--field", "q", "--out", str(out), *args]) == 0, capsys.readouterr().err
+        with gzip.open(out, "rt") as fh:  # a .gz name gets gzip
+            return [json.loads(line)["n"] for line in fh]
+
+    # word overlap of rows 1 and 2 is exactly 3/4: >= like the other layers
+    assert kept("--method", "word_overlap", "--word-overlap-threshold", "0.75") == [1, 3]
+    assert kept("--method", "word_overlap", "--threshold", "0.76") == [1, 2, 3]
+    # 0 is a threshold, not "use the default" (0.85 would keep row 2)
+    assert kept("--method", "word_overlap", "--threshold", "0") == [1, 3]
+    # spaces in the method list; Jaccard of rows 1 and 2 is 3/5, and a per-layer flag wins over --threshold
+    assert kept("--method", " exact , minhash ", "--threshold", "0.6") == [1, 3]
+    assert kept("--method", "exact, minhash", "--minhash-threshold", "0.7", "--threshold", "0") == [1, 2, 3]
+    capsys.readouterr()
+    assert main(["dedup", str(src), "--field", "q", "--out", str(out), "--method", "exact",
+                 "--embedder", "static"]) == 2
+    assert "semantic" in capsys.readouterr().err
+
+
+def test_dedup_match_fields_each(tmp_path, capsys):
+    passage = "The river rose in spring and flooded the fields along the valley for three weeks."
+    src = _jsonl(tmp_path / "in.jsonl", [{"instruction": "Summarise the passage.", "input": passage},
+                                         {"instruction": "List the places named.", "input": passage},
+                                         {"instruction": "Summarise the passage!", "input": passage}])
+    out = tmp_path / "kept.jsonl"
+    args = ["dedup", str(src), "--field", "instruction", "--field", "input", "--out", str(out),
+            "--method", "exact,minhash", "--json"]
+    assert main(args) == 0
+    joined = json.loads(capsys.readouterr().out)
+    assert joined["schema_version"] == 1 and joined["kind"] == "dedup" and joined["kept"] == 1  # the passage dominates
+    assert main([*args, "--match-fields", "each"]) == 0
+    each = json.loads(capsys.readouterr().out)
+    assert each["kept"] == 2 and each["removed"] == {"exact": 1}  # only the same instruction is a duplicate
+    assert [json.loads(line)["instruction"] for line in out.read_text().splitlines()] == [
+        "Summarise the passage.", "List the places named."]
+
+
+def test_dedup_summary_is_one_line_when_piped(tmp_path):
+    import sys
+
+    from tests.support.procs import env, run
+
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "kept.jsonl"
+    src = _jsonl(tmp_path / "in.jsonl", [{"q": "one"}, {"q": "one"}])
+    proc = run([sys.executable, "-m", "synthboot.cli", "dedup", str(src), "--field", "q", "--method", "exact",
+                "--out", str(deep)], env=env(COLUMNS="80"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1 and str(deep) in proc.stdout
+
+
 def test_minhash_signatures_match_datasketch_estimates():
     # The vectorised signatures estimate Jaccard as well as datasketch's MinHash does.
     from datasketch import MinHash
@@ -232,8 +269,7 @@ def test_minhash_in_blocks_equals_the_whole_corpus_layer(settings):
     # buckets grouped by partition. Content hashes make it the layer's very result.
     from synthboot.engines.ray_minhash import minhash_candidates
 
-    with gzip.open(SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz", "rt") as fh:
-        texts = [json.loads(line)["prompt"] for _, line in zip(range(1500), fh)]
+    texts = t0_prompts(600)
     texts += ["", "   ", texts[3].upper()]  # empty texts, and a case-only copy
     layer = MinHashLayer(**settings)
     whole = layer.candidates(texts)

@@ -62,13 +62,13 @@ def test_retry_after_is_honoured_and_recorded(tmp_path):
 
 
 def test_cli_stops_with_one_line_when_the_server_is_down(tmp_path):
-    """A real process against a port nothing listens on: exit 2, one line saying how to resume."""
+    """A real process against a port nothing listens on: exit 3, one line saying how to resume."""
     from tests.support.faults import write_spec
     from tests.support.openai_server import free_port
 
     spec = write_spec(tmp_path)
     proc = run(run_args(spec, tmp_path / "run", f"http://127.0.0.1:{free_port()}/v1"), timeout=300)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # EXIT_PROVIDER: the server is unreachable
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "in a row" in lines[0] and "resume" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout

@@ -20,9 +20,9 @@ from synthboot.schema import TaskSchema
 from synthboot.status import run_status
 from synthboot.store import Store
 
-from .conftest import SHARED, TINY_SPEC
+from .conftest import DATA, TINY_SPEC
 
-GSM8K_TEST = SHARED / "bench" / "gsm8k" / "gsm8k_test.jsonl"
+GSM8K_TEST = DATA / "gsm8k_test_40.jsonl"
 
 
 class TinyQA(dspy.Module):

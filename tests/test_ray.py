@@ -3,7 +3,6 @@ same kept set as the local engine's."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import sqlite3
 
@@ -19,7 +18,7 @@ from synthboot.stages.dedup import MinHashLayer  # noqa: E402
 from synthboot.store import Store  # noqa: E402
 from synthboot.status import kept_candidates  # noqa: E402
 
-from .conftest import SHARED  # noqa: E402
+from .conftest import t0_prompts  # noqa: E402
 from .support.openai_server import serve  # noqa: E402
 
 
@@ -115,8 +114,7 @@ def test_lm_calls_really_run_on_workers(ray_cluster):
 
 def test_distributed_minhash_equals_the_local_layer(ray_cluster):
     """Band bucketing as a distributed group-by gives exactly the local layer's pairs and scores."""
-    with gzip.open(SHARED / "bench" / "t0-prompts" / "t0_train_50k.jsonl.gz", "rt") as fh:
-        texts = [json.loads(line)["prompt"] for _, line in zip(range(3000), fh)]
+    texts = t0_prompts(600)
     layer = MinHashLayer(threshold=0.85)
     stats: dict = {}
     there = minhash_pairs(texts, layer, stats=stats)

@@ -17,6 +17,7 @@ def test_report_renders_charts_and_escapes_planted_payloads(tiny_run, copy_run, 
     planted = plant(run)
     path = write_report(run, tmp_path / "report.html")
     html = path.read_text(encoding="utf-8")
+    assert len(html) < 2_500_000  # plotly.js gzipped inline: about 2 MB, not 4.8 MB
     # No payload survives as markup: its angle brackets are escaped wherever it appears.
     assert "<script>window.__xss" not in html and "<img src=x" not in html and "<svg onload" not in html
 

@@ -52,7 +52,7 @@ def test_planted_key_reaches_the_server_and_nothing_else(tmp_path):
     cli(*py, "export", str(run_dir), "--format", "parquet")
     cli(*py, "report", str(run_dir))
     with serve(script=lambda n, body: "401") as url:  # the provider quotes the key back in its error
-        cli(*run_args(spec, failed_dir, url), ok=2)
+        cli(*run_args(spec, failed_dir, url), ok=3)  # EXIT_PROVIDER: the key was refused
     assert "refused the request" in printed[-1] and "<redacted>" in printed[-1]
 
     leaks = []

@@ -7,11 +7,18 @@
 """
 
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
 from synthboot.errors import SpecError, SynthbootError
-from synthboot.loader import load_spec, parse_spec
-from synthboot.spec import Spec
+
+# The spec modules (pydantic models, YAML) load on first use, not with the package: the CLI's
+# `--help` and commands that never read a spec skip most of a second of imports.
+if _TYPE_CHECKING:
+    from synthboot.loader import load_spec, parse_spec
+    from synthboot.spec import Spec
+
+_LAZY = {"Spec": "synthboot.spec", "load_spec": "synthboot.loader", "parse_spec": "synthboot.loader"}
 
 __version__ = "0.1.0"
 
@@ -29,9 +36,25 @@ __all__ = [
 ]
 
 
-def run(spec: Spec | str | _Path, out: str | _Path, **kwargs: _Any):
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'synthboot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def run(spec: "Spec | str | _Path", out: str | _Path, **kwargs: _Any):
     """Run or resume the pipeline; `spec` is a Spec or a path to a YAML spec. See `pipeline.run`."""
     from synthboot.pipeline import run as _run
+    from synthboot.loader import load_spec
+    from synthboot.spec import Spec
 
     return _run(spec if isinstance(spec, Spec) else load_spec(spec), out, **kwargs)
 

@@ -16,11 +16,11 @@ from synthboot.errors import BudgetExhausted, SynthbootError
 from synthboot.store import Store
 
 # Models that run here, in-process, and cost nothing: the embedded engine and the test LM.
-_FREE_PREFIXES = ("local/", "scripted/")
+_FREE_PREFIXES = ("local/", "scripted/", "openai/synthboot-mock")  # synthboot.lm.MOCK_MODEL
 
 
 def is_free(model: str | None) -> bool:
-    return model is not None and (model == "local" or model.startswith(_FREE_PREFIXES))
+    return model is not None and (model in ("local", "mock") or model.startswith(_FREE_PREFIXES))
 
 
 # Kept per model for the process: the price map is a bundled file, and this runs on every call.

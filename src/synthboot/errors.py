@@ -2,16 +2,25 @@
 
 Anything raised as a `SynthbootError` is the user's to fix (a bad spec, a bad argument, a missing
 key, a server that does not answer, a full disk). The CLI prints its message on one line and exits
-with code 2; every other exception is a bug and exits with code 1.
+with the error's `exit_code`; every other exception is a bug and exits with code 1.
+
+Exit codes (documented in the README; scripts rely on them):
+  0 success; 1 internal error (a bug; traceback in synthboot-error.log); 2 a bad spec, argument or
+  input file; 3 the LM provider is unreachable or refused the requests (down, bad key, no credit,
+  unknown model); 4 the run is incomplete (failed tasks, undecided candidates, budget reached):
+  what finished is stored and the same command resumes; 130 interrupted (Ctrl-C, SIGTERM).
 """
 
 from __future__ import annotations
 
+EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_PROVIDER, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
 
 class SynthbootError(Exception):
-    """A problem the user can fix; its message is shown as is, on one line."""
+    """A problem the user can fix; its message is shown on one line (shortened if long)."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
+    detail: str | None = None  # more than the line can hold (scrubbed of secrets): goes to synthboot-error.log
 
 
 class SpecError(SynthbootError):
@@ -42,8 +51,16 @@ class LMUnavailableError(SynthbootError):
     """The LM cannot be reached or configured (no server, no key, no model file)."""
 
 
+class ProviderError(LMUnavailableError):
+    """The provider is unreachable or refuses every request (down, bad key, no credit, unknown model)."""
+
+    exit_code = EXIT_PROVIDER
+
+
 class RunIncompleteError(SynthbootError):
     """Some LM calls failed after their retries; what finished is stored and a re-run retries the rest."""
+
+    exit_code = EXIT_INCOMPLETE
 
 
 class StoreWriteError(SynthbootError):
@@ -52,3 +69,5 @@ class StoreWriteError(SynthbootError):
 
 class BudgetExhausted(SynthbootError):
     """The run reached its token or money budget; it resumes with a higher budget."""
+
+    exit_code = EXIT_INCOMPLETE

@@ -5,6 +5,11 @@ on the real prompts DSPy's JSONAdapter builds, with the embedded model's own tok
 models and about four characters per token otherwise. Completion tokens are measured from an
 earlier run's stored calls when one is given (`measured_from`), else sized from the seed examples
 (a reply is about `count` seed-sized items) and capped by `max_tokens`. Prices: `synthboot.cost`.
+
+Wall time: from an earlier run's measured latency with `measured_from`, else from typical speeds
+(`TYPICAL_SPEEDS`: the embedded models as measured on a 2-core machine, a remote provider's usual
+latency and output rate), labelled as an estimate. Batches with the same topic and size share one
+prompt count, so a spec of a million items estimates in a moment.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +42,32 @@ JUDGE_MAX_TOKENS = 400  # pipeline.run gives the judge this many
 JUDGE_REPLY_TOKENS = 70  # a one-or-two sentence reasoning and a score, as JSON
 
 
+@dataclass(frozen=True)
+class Speed:
+    """How long one call takes: `overhead_s + prompt / prompt_tps + completion / completion_tps`."""
+
+    overhead_s: float
+    prompt_tps: float
+    completion_tps: float
+    parallel: int | None  # calls that really run at once (None: as many as `concurrency`)
+    basis: str
+
+    def call_seconds(self, prompt: float, completion: float) -> float:
+        return self.overhead_s + prompt / self.prompt_tps + completion / self.completion_tps
+
+
+# Typical speeds when no earlier run is given. "local": SmolLM2-135M via llama.cpp, 2 single-thread
+# instances, fitted to two runs on this project's loaded 2-core machine (BENCHMARKS.md:
+# bench/embedded.py, 8 calls of 764 prompt + 50 completion tokens in 93 s at 2 at a time; the issue-5
+# run, 10 calls of 929 + 353 tokens in 803 s of LM time): about 53 prompt and 5.7 completion tokens/s
+# per instance. An idle or bigger machine is faster. "remote": a hosted API's usual time to first
+# token and output rate for small models.
+TYPICAL_SPEEDS = {
+    "local": Speed(0.0, 53.0, 5.7, 2, "the embedded model's speed measured on a busy 2-core machine"),
+    "remote": Speed(0.8, 5000.0, 80.0, None, "a hosted API's typical latency (0.8 s + 80 output tokens/s)"),
+}
+
+
 @dataclass
 class StageEstimate:
     stage: str
@@ -47,6 +79,8 @@ class StageEstimate:
     cost: float | None  # None: the LM's price is unknown
     basis: str
     lm_seconds: float | None = None  # measured latency x calls / concurrency, when measured
+    wall_seconds: float | None = None  # the stage's wall time: measured, else from TYPICAL_SPEEDS
+    time_basis: str = ""
 
 
 @dataclass
@@ -65,6 +99,10 @@ class Estimate:
     @property
     def max_tokens(self) -> int:
         return sum(s.prompt_tokens + s.max_completion_tokens for s in self.stages)
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(s.wall_seconds or 0.0 for s in self.stages)
 
     @property
     def cost(self) -> float | None:
@@ -126,9 +164,15 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
         # With no topics listed, the LM proposes `generate.subtopics` of them in one more call.
         topics = spec.topics or [f"subtopic {i + 1}" for i in range(spec.generate.subtopics)]
         tasks = plan_tasks(spec, limit=limit, topics=topics)
-        prompt = sum(prompt_tokens(gen_lm, make_generator(schema, spec, t.cell).predictors()[0].signature,
-                                   prompt_inputs(spec, schema, spec.generate.strategy, t, seeds, []))
-                     for t in tasks)
+        # One prompt count per distinct prompt (a strategy's prompt depends on the batch's cell too).
+        prompt_batches: Counter = Counter()
+        for t in tasks:
+            batch_inputs = prompt_inputs(spec, schema, spec.generate.strategy, t, seeds, [])
+            prompt_batches[(t.cell, json.dumps(batch_inputs, sort_keys=True))] += 1
+        prompt = sum(n * prompt_tokens(gen_lm, make_generator(schema, spec, cell).predictors()[0].signature,
+                                       json.loads(key))
+                     for (cell, key), n in prompt_batches.items())
+    batches = Counter(t.count for t in tasks)  # completion sizes depend on the count alone
     per_item = statistics.fmean(count_tokens(gen_lm, json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds \
         else spec.generate.max_string_length // 4 * max(1, len(schema.names))
     if "generate" in measured:
@@ -136,7 +180,8 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
         completion = round(m["completion"] * len(tasks))
         basis = f"completion measured: mean of {m['n']} calls in {measured_from}"
     else:
-        completion = sum(min(spec.generate.max_tokens, round(t.count * (per_item + 2)) + 12) for t in tasks)
+        completion = sum(n * min(spec.generate.max_tokens, round(count * (per_item + 2)) + 12)
+                         for count, n in batches.items())
         basis = f"completion sized from the seeds: about {per_item:.0f} tokens per example"
     out.stages.append(StageEstimate(
         "generate", gen_lm, len(tasks), prompt, completion, spec.generate.max_tokens * len(tasks),
@@ -160,6 +205,8 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
             JUDGE_MAX_TOKENS * candidates, _cost(judge_lm, one_prompt * candidates, round(reply * candidates)),
             "at most one verdict per generated candidate (fewer after validation and dedup)",
             _seconds(measured.get("judge"), candidates, concurrency)))
+    for stage in out.stages:
+        _wall_time(stage, measured.get(stage.stage), concurrency)
     if any(s.cost is None for s in out.stages):
         out.notes.append("an LM's price is not in DSPy's price map: its cost is unknown")
     if not measured:
@@ -197,6 +244,29 @@ def _seconds(measured: dict[str, float] | None, calls: int, concurrency: int) ->
     return None if not measured else measured["latency"] * calls / concurrency
 
 
+def _wall_time(stage: StageEstimate, measured: dict[str, float] | None, concurrency: int) -> None:
+    if measured:
+        stage.wall_seconds, stage.time_basis = stage.lm_seconds, "measured latency of the earlier run"
+        return
+    speed = TYPICAL_SPEEDS["local" if is_local(stage.lm) else "remote"]
+    if not stage.calls:
+        stage.wall_seconds, stage.time_basis = 0.0, speed.basis
+        return
+    per_call = speed.call_seconds(stage.prompt_tokens / stage.calls, stage.completion_tokens / stage.calls)
+    parallel = min(concurrency, speed.parallel or concurrency)
+    stage.wall_seconds, stage.time_basis = per_call * stage.calls / parallel, speed.basis
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
 def print_estimate(console: Console, est: Estimate) -> None:
     timed = any(s.lm_seconds is not None for s in est.stages)
     table = Table(title="estimate (cached calls of a resumed run cost nothing)")
@@ -207,9 +277,10 @@ def print_estimate(console: Console, est: Estimate) -> None:
                       f"{s.prompt_tokens + s.max_completion_tokens:,}", _money(s.cost),
                       *(("-" if s.lm_seconds is None else f"{s.lm_seconds:.0f}s",) if timed else ()))
     console.print(table)
-    console.print(f"expected: {est.calls:,} calls, {est.tokens:,} tokens, {_money(est.cost)}", highlight=False)
+    console.print(f"expected: {est.calls:,} calls, {est.tokens:,} tokens, {_money(est.cost)}, "
+                  f"about {format_seconds(est.wall_seconds)} (estimated wall time)", highlight=False)
     for s in est.stages:
-        console.print(f"  {s.stage}: {s.basis}", highlight=False)
+        console.print(f"  {s.stage}: {s.basis}; time: {s.time_basis}", highlight=False)
     for note in est.notes:
         console.print(f"note: {note}", highlight=False)
 

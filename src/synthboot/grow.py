@@ -89,10 +89,12 @@ def plan_growth(spec: Spec, failures: list[tuple[int, dict, str | None]], round_
 
 def run_grow(run_dir: str | Path, *, rounds: int = 1, per_round: int | None = None,
              settings: OptimizeSettings | None = None, progress: Callable[[str], None] | None = None,
-             generator: dspy.LM | None = None, student: dspy.LM | None = None) -> GrowResult:
+             generator: dspy.LM | None = None, student: dspy.LM | None = None,
+             counts: Callable[[str, int, int], None] | None = None) -> GrowResult:
     """Grow and re-optimize for `rounds` rounds, starting from the latest optimize run.
 
-    `generator` and `student` override the spec's generator and the optimize run's student LM.
+    `generator` and `student` override the spec's generator and the optimize run's student LM;
+    `counts(stage, done, total)` follows the optimize evaluations (a progress bar).
     """
     say = progress or (lambda message: None)
     with Store(run_dir) as store:
@@ -103,11 +105,11 @@ def run_grow(run_dir: str | Path, *, rounds: int = 1, per_round: int | None = No
         if settings is None:
             raise SynthbootError(f"{run_dir} has no optimize run to grow from: run `synthboot optimize` first")
         say("no optimize run yet: optimizing first (round 0)")
-        latest = run_optimize(run_dir, settings, progress=say, student=student)
+        latest = run_optimize(run_dir, settings, progress=say, student=student, counts=counts)
     settings = settings or settings_of(latest)
     result = GrowResult(latest)
     for _ in range(rounds):
-        round_result = _grow_once(Path(run_dir), latest, settings, per_round, say, generator, student)
+        round_result = _grow_once(Path(run_dir), latest, settings, per_round, say, generator, student, counts)
         result.rounds.append(round_result)
         if round_result.report is None:
             result.stopped = "no dev failures left to grow from" if not round_result.failures else \
@@ -125,7 +127,8 @@ def settings_of(report: OptimizeReport) -> OptimizeSettings:
 
 
 def _grow_once(run_dir: Path, latest: OptimizeReport, settings: OptimizeSettings, per_round: int | None,
-               say: Callable[[str], None], generator: dspy.LM | None, student: dspy.LM | None) -> RoundResult:
+               say: Callable[[str], None], generator: dspy.LM | None, student: dspy.LM | None,
+               counts: Callable[[str, int, int], None] | None = None) -> RoundResult:
     import synthboot
     from synthboot.lm import make_lm
     from synthboot.lm.calls import store_as_lm_cache
@@ -161,5 +164,6 @@ def _grow_once(run_dir: Path, latest: OptimizeReport, settings: OptimizeSettings
     if not grown:
         return result
     say(f"round {round_}: added {result.added}; optimizing again")
-    result.report = run_optimize(run_dir, replace(settings, round=round_), progress=say, student=student)
+    result.report = run_optimize(run_dir, replace(settings, round=round_), progress=say, student=student,
+                                 counts=counts)
     return result

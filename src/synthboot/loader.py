@@ -20,7 +20,7 @@ def check_spec(spec: Spec) -> None:
     """The semantic checks; a `SpecError` names the field (the parser adds its YAML line)."""
     schema = TaskSchema.from_spec(spec)
     schema.check_spec(spec)
-    compile_rules(spec.rules, schema)  # a bad `module:function` fails now, not after generation
+    compile_rules(spec.rules, schema, spec.base_dir)  # a bad `module:function` fails now, not after generation
     if spec.sources is not None:
         from synthboot.sources import grounded_fields
 

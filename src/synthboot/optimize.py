@@ -91,6 +91,11 @@ class OptimizeReport:
     phases: list[PhaseStats] = field(default_factory=list)
     status: str = "done"
 
+    def _repr_html_(self) -> str:  # Jupyter
+        from synthboot.notebook import optimize_html
+
+        return optimize_html(self)
+
 
 @dataclass
 class Item:

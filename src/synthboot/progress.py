@@ -37,11 +37,22 @@ def progress_printer(console: Console) -> Iterator:
         return
     last: dict[str, float] = {}
     first: dict[str, float] = {}
+    estimated: set[str] = set()
+
+    finished: set[tuple[str, int]] = set()
 
     def plain(stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         first.setdefault(stage, now)
-        if done == total or now - last.get(stage, 0.0) >= PLAIN_EVERY_S:
+        if done == total and (stage, total) in finished:
+            return  # a stage that reports its end twice prints it once
+        # Also the first update with work done: the rate, hence the time left, is known from then.
+        first_estimate = done > 0 and stage not in estimated
+        if first_estimate:
+            estimated.add(stage)
+        if done == total or first_estimate or now - last.get(stage, 0.0) >= PLAIN_EVERY_S:
+            if done == total:
+                finished.add((stage, total))
             last[stage] = now
             elapsed = now - first[stage]
             rate = done / elapsed if elapsed > 0 else 0.0

@@ -22,11 +22,13 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel = Table(title=f"synthboot run {status.run_dir}", show_header=True)
     funnel.add_column("stage")
     funnel.add_column("count", justify="right")
+    judged = status.spec is not None and status.spec.judge.enabled  # no "judged ok" row when no judge ran
     rows = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
             ("rule-valid", f.rule_valid)]
     rows += [("grounded", f.grounded)] if status.coverage is not None else []
-    for label, value in rows + [("unique", f.unique), ("verified", f.verified), ("judged ok", f.judged_ok),
-                                ("kept", f.kept)]:
+    rows += [("unique", f.unique), ("verified", f.verified)]
+    rows += [("judged ok", f.judged_ok)] if judged else []
+    for label, value in rows + [("kept", f.kept)]:
         funnel.add_row(label, str(value))
     if status.running:
         funnel.add_row(f"running ({status.running})", str(f.pending))
@@ -87,7 +89,7 @@ def print_status(console: Console, status: RunStatus) -> None:
     if d is not None:
         for name, dist in d.distributions.items():
             table = Table(title=f"{name} distribution (kept)", show_header=True)
-            table.add_column(name)
+            table.add_column(name, max_width=40, overflow="ellipsis", no_wrap=True)  # a topic can be long
             table.add_column("count", justify="right")
             table.add_column("share", justify="right")
             target = d.targets.get(name, {})

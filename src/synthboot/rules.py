@@ -144,8 +144,12 @@ BUILTIN: dict[str, Check] = {
 }
 
 
-def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleSpec, Callable[..., str | None]]]:
-    """Each rule with a function `example -> detail | None`. Bad rules are SpecErrors."""
+def compile_rules(rules: list[RuleSpec], schema: TaskSchema,
+                  base_dir: str | None = None) -> list[tuple[RuleSpec, Callable[..., str | None]]]:
+    """Each rule with a function `example -> detail | None`. Bad rules are SpecErrors.
+
+    A `module:function` is imported with `base_dir` (the spec's folder) searched first.
+    """
     compiled: list[tuple[RuleSpec, Callable[..., str | None]]] = []
     for i, rule in enumerate(rules):
         where = f"rules[{i}]"
@@ -168,7 +172,7 @@ def compile_rules(rules: list[RuleSpec], schema: TaskSchema) -> list[tuple[RuleS
             check = BUILTIN[rule.check]
             compiled.append((rule, lambda ex, c=check, r=rule: c(ex, r, schema)))
         elif ":" in rule.check:
-            fn = import_object(rule.check, what="function", field=f"{where}.check")
+            fn = import_object(rule.check, what="function", field=f"{where}.check", search=base_dir)
             if not callable(fn):
                 raise SpecError(f"{rule.check!r} is not callable", field=f"{where}.check")
             compiled.append((rule, lambda ex, f=fn, r=rule: _custom(f, ex, r)))

@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 import importlib
 import re
+import sys
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,13 +27,18 @@ from synthboot.spec import FieldSpec, Spec
 _PY_TYPES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list[str]}
 
 
-def import_object(ref: str, *, what: str, field: str) -> Any:
-    """Import `package.module:attribute`; a bad path is a SpecError naming `field`."""
+def import_object(ref: str, *, what: str, field: str, search: str | Path | None = None) -> Any:
+    """Import `package.module:attribute`; a bad path is a SpecError naming `field`.
+
+    `search` (the spec's folder) is searched before `sys.path`, so a rule module next to the spec
+    imports with no PYTHONPATH.
+    """
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr or not re.fullmatch(r"[\w.]+", module_name + "." + attr):
         raise SpecError(f"expected `package.module:{what}`, got {ref!r}", field=field)
     try:
-        obj: Any = importlib.import_module(module_name)
+        with _searched_first(search):
+            obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise SpecError(f"cannot import module {module_name!r}: {exc}", field=field) from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed while importing: say so, in one line
@@ -40,6 +48,20 @@ def import_object(ref: str, *, what: str, field: str) -> Any:
             raise SpecError(f"module {module_name!r} has no attribute {attr!r}", field=field)
         obj = getattr(obj, part)
     return obj
+
+
+@contextmanager
+def _searched_first(folder: str | Path | None) -> Iterator[None]:
+    if folder is None:
+        yield
+        return
+    entry = str(Path(folder).resolve())
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
 
 
 @dataclass(frozen=True)
@@ -52,7 +74,7 @@ class TaskSchema:
     @classmethod
     def from_spec(cls, spec: Spec) -> TaskSchema:
         if spec.schema_ref:
-            model = import_object(spec.schema_ref, what="PydanticModel", field="schema")
+            model = import_object(spec.schema_ref, what="PydanticModel", field="schema", search=spec.base_dir)
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise SpecError(f"{spec.schema_ref!r} is not a pydantic model class", field="schema")
             names = list(model.model_fields)

@@ -12,7 +12,6 @@ from synthboot.spec import Spec
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
 from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
 from synthboot.store import Candidate, Store, lock_holder
-from synthboot.topup import META_KEY as TOPUP_META
 from synthboot.view import DatasetView
 
 
@@ -64,6 +63,11 @@ class RunStatus:
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
     rule_errors: dict[str, tuple[int, str]] = field(default_factory=dict)  # custom rule -> (times raised, message)
     running: str | None = None  # the process running on the run directory now ('pid N'), if any
+
+    def _repr_html_(self) -> str:  # Jupyter
+        from synthboot.notebook import status_html
+
+        return status_html(self)
 
     @property
     def dedup_by_layer(self) -> dict[str, int]:
@@ -117,6 +121,8 @@ def run_status(run_dir: str | Path) -> RunStatus:
         calls = _call_stats(store)
         kept = view.kept()
         diversity = with_recorded(measure(kept, spec), store, spec, kept) if spec else None
+        from synthboot.topup import META_KEY as TOPUP_META  # late: topup imports DSPy (seconds to load)
+
         topup = store.get_meta(TOPUP_META)
         split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
         from synthboot.stages.subtopics import stored_subtopics
@@ -124,9 +130,12 @@ def run_status(run_dir: str | Path) -> RunStatus:
         subtopics = stored_subtopics(store)
         rule_errors = _rule_errors(store)
         failed = store.failed_task_count()
-        from synthboot.optimize import optimize_reports  # late: it imports DSPy
+        optimization: list = []
+        # Only for runs that were optimized: the optimize module imports DSPy (seconds to load).
+        if store.optimize_runs("done"):
+            from synthboot.optimize import optimize_reports
 
-        optimization = optimize_reports(store)
+            optimization = optimize_reports(store)
         coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None
         from synthboot.verify_stats import field_agreement
 

@@ -48,7 +48,7 @@ class Task:
     @cached_property
     def rules(self) -> list[tuple[RuleSpec, Callable[..., str | None]]]:
         """The rules, compiled when first needed (custom ones import their module: only validate needs them)."""
-        return compile_rules(self.spec.rules, self.schema)
+        return compile_rules(self.spec.rules, self.schema, self.spec.base_dir)  # custom rules beside the spec
 
     @property
     def compared_fields(self) -> list[str]:

@@ -16,14 +16,17 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from synthboot.errors import SpecError
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, settings_hash
-from synthboot.stages.generate import GenerateResult, GenerationTask
 from synthboot.store import Candidate, Store
 from synthboot.view import DatasetView
 from synthboot.task import Task
+
+if TYPE_CHECKING:  # the generate stage imports DSPy: `status` reads META_KEY without loading it
+    from synthboot.stages.generate import GenerateResult, GenerationTask
 
 META_KEY = "topup"
 PLANS_KEY = "topup_plans"
@@ -84,6 +87,8 @@ def gaps(spec: Spec, kept: list[Candidate]) -> dict[str, int]:
 
 
 def plan_topup(spec: Spec, round_: int, want: dict[str, int], max_calls: int | None) -> list[GenerationTask]:
+    from synthboot.stages.generate import GenerationTask
+
     name = stratum_field(spec)
     per_call = spec.generate.per_call
     tasks: list[GenerationTask] = []
@@ -114,6 +119,8 @@ def top_up(store: Store, spec: Spec, generate: Callable[[list[GenerationTask]], 
 
     `current` holds the filter stages' results so far (validate to judge); `refilter` runs them again.
     """
+    from synthboot.stages.generate import GenerationTask
+
     result = TopUpResult(wanted=spec.count or 0, stages=list(current))
     # Each round's batches are stored before they run and replayed on a re-run: a finished run
     # makes no new call, and an interrupted one resumes the very batches it had planned.

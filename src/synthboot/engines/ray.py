@@ -26,7 +26,7 @@ from typing import Any
 
 import dspy
 
-from synthboot.errors import LMUnavailableError
+from synthboot.errors import ProviderError
 from synthboot.lm import is_local, local_model_name
 from synthboot.lm.limits import LimitedEngine, Limits, limiter_for
 from synthboot.spec import Spec
@@ -64,7 +64,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, object_s
                      object_store_memory=None if object_store_mb is None else object_store_mb * 2**20,
                      runtime_env=runtime_env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise LMUnavailableError(f"cannot reach the Ray cluster at {address or 'a new local cluster'}: {exc}") from None
+        raise ProviderError(f"cannot reach the Ray cluster at {address or 'a new local cluster'}: {exc}") from None
 
 
 # -- LM calls ------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@
   llama.cpp engine (`synthboot.lm.local`), offline.
 - anything else: a DSPy model string (`openai/gpt-4o`, `anthropic/...`, `openai/NAME` with
   `api_base` for any OpenAI-compatible server); keys come from the environment as DSPy reads them.
+- `mock`: a free mock provider in this process (`synthboot.mock_server`): schema-shaped word salad,
+  to try a spec's plumbing without a model.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from synthboot.errors import LMUnavailableError
 from synthboot.lm.limits import Limits, limited_lm
 from synthboot.lm.local import DEFAULT_LOCAL, LlamaCppEngine
 
-__all__ = ["make_lm", "is_local", "local_model_name"]
+__all__ = ["make_lm", "is_local", "local_model_name", "MOCK"]
+
+MOCK, MOCK_MODEL = "mock", "openai/synthboot-mock"  # `--lm mock` and the model name its calls are stored under
 
 # One engine per local model per process: loading the weights is the expensive part.
 _engines: dict[tuple[str, int], LlamaCppEngine] = {}
@@ -59,6 +63,10 @@ def make_lm(name: str, *, api_base: str | None = None, temperature: float | None
                 engine = _engines[(model, instances)] = LlamaCppEngine(model, instances=instances)
         return dspy.LM(f"local/{model}", engine=engine, temperature=temperature, max_tokens=max_tokens,
                        num_retries=0)
+    if name == MOCK:
+        from synthboot.mock_server import shared_server
+
+        name, api_base = MOCK_MODEL, shared_server().base_url
     if "/" not in name:
         raise LMUnavailableError(f"lm {name!r} is not 'local' nor a DSPy model string like 'openai/gpt-4o-mini'")
     kwargs = {"api_base": api_base} if api_base else {}

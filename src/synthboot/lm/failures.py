@@ -17,8 +17,9 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import LMProviderError, LMTransportError
 
-from synthboot.errors import LMUnavailableError
+from synthboot.errors import LMUnavailableError, ProviderError
 from synthboot.lm.calls import StoreCache, _current_scope, _started
+from synthboot.messages import provider_message
 from synthboot.secrets import scrub
 from synthboot.store import Store
 
@@ -83,8 +84,10 @@ STREAK_LIMIT = 3
 def fatal_error(error: BaseException, model: str | None) -> LMUnavailableError | None:
     """A user error for failures that retrying cannot fix (a bad key, no credit, an unknown model)."""
     if type(error).__name__ in _FATAL or any(c.__name__ in _FATAL for c in type(error).__mro__):
-        return LMUnavailableError(f"{model or 'the LM'} refused the request ({type(error).__name__}: "
-                                  f"{scrub(str(error))[:300]}); fix the key, plan or model name, then run again")
+        refused = ProviderError(f"{model or 'the LM'} refused the request ({type(error).__name__}: "
+                                f"{provider_message(scrub(str(error)))}); fix the key, plan or model name, then run again")
+        refused.detail = scrub(str(error))  # the provider's whole message, for synthboot-error.log
+        return refused
     return None
 
 
@@ -120,7 +123,9 @@ class FailureStreak:
 
     def error(self, model: str | None, api_base: str | None = None) -> LMUnavailableError:
         where = f" at {api_base}" if api_base else ""
-        last = f"{type(self.last).__name__}: {scrub(str(self.last))[:300]}" if self.last else "unknown error"
-        return LMUnavailableError(f"{self.count} {self.stage} calls in a row to {model or 'the LM'}{where} failed after "
+        last = f"{type(self.last).__name__}: {provider_message(scrub(str(self.last)))}" if self.last else "unknown error"
+        stopped = ProviderError(f"{self.count} {self.stage} calls in a row to {model or 'the LM'}{where} failed after "
                                   f"their retries (last: {last}); stopped. Everything finished is in the store: "
                                   "run the same command again to resume")
+        stopped.detail = scrub(str(self.last)) if self.last else None
+        return stopped

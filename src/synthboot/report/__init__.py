@@ -1,4 +1,4 @@
-"""The HTML report of a run: one self-contained file (plotly.js inline, no network to view it).
+"""The HTML report of a run: one self-contained file (plotly.js inline and gzipped, no network to view it).
 
 `write_report(run_dir)` reads the run store (`report.data`), draws the charts (`report.figures`)
 and renders `templates/report.html.j2` with Jinja2, autoescaping every value: all text the LM
@@ -7,6 +7,10 @@ wrote is untrusted. The review web app lives beside it in `report.review_app`.
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,9 +32,25 @@ def environment() -> jinja2.Environment:
                               lstrip_blocks=True)
 
 
+# Chart scripts wait for plotly.js, which the page unpacks first (see `packed_plotly_js`).
+CHART_SCRIPT = '<script type="text/x-plotly-chart">'
+
+
 def _embed(fig) -> str:
     # plotly.js is inlined once in the page head; each chart is a div and its JSON (with `<` escaped).
-    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+    html = fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+    return re.sub(r'<script(?: type="text/javascript")?>', CHART_SCRIPT, html)
+
+
+@functools.lru_cache(maxsize=1)
+def packed_plotly_js() -> str:
+    """plotly.min.js gzipped and base64-encoded: 1.8 MB in the page instead of 4.6 MB.
+
+    Plotly's Python package ships only the full bundle (no partial bundles offline). The page unpacks
+    it with the browser's DecompressionStream, then runs the chart scripts; base64 holds no markup.
+    """
+    packed = gzip.compress(plotly.offline.get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0)
+    return base64.b64encode(packed).decode("ascii")
 
 
 def chart_html(data: ReportData, embedder: str = "local", progress: Progress | None = None) -> dict[str, str]:
@@ -56,7 +76,7 @@ def chart_html(data: ReportData, embedder: str = "local", progress: Progress | N
 
 def build_html(data: ReportData, embedder: str = "local", progress: Progress | None = None) -> str:
     return environment().get_template("report.html.j2").render(
-        data=data, charts=chart_html(data, embedder, progress), plotly_js=plotly.offline.get_plotlyjs(),
+        data=data, charts=chart_html(data, embedder, progress), plotly_packed=packed_plotly_js(),
         enum_fields=list(data.schema.enum_fields()))
 
 

@@ -37,6 +37,9 @@ def funnel(data: ReportData) -> go.Figure:
               ("rule-valid", f.rule_valid)] \
         + ([("grounded", f.grounded)] if data.status.coverage is not None else []) \
         + [("unique", f.unique), ("verified", f.verified), ("judged", f.judged_ok), ("kept", f.kept)]
+    spec = data.status.spec
+    if not (spec and spec.judge.enabled):
+        stages = [s for s in stages if s[0] != "judged"]  # no judge ran: a "judged" row would only repeat the one above
     fig = go.Figure(go.Funnel(y=[s for s, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
     return fig.update_layout(title="Funnel", **LAYOUT)
 
@@ -158,8 +161,10 @@ def optimization(data: ReportData) -> go.Figure | None:
             hi.append(score.high - score.mean)
     if not bars:
         return None
+    metrics = sorted({str((r.settings or {}).get("metric") or "score") for r in data.optimize})
+    metric = esc(", ".join(metrics))
     fig = go.Figure([go.Bar(name=esc(p), x=xs, y=ys, error_y=dict(type="data", symmetric=False, array=hi,
                                                                    arrayminus=lo))
                      for p, (xs, ys, lo, hi) in bars.items()])
-    return fig.update_layout(title="Optimization: score by split (95% bootstrap interval)", barmode="group",
-                             yaxis_title="metric", **LAYOUT)
+    return fig.update_layout(title=f"Optimization: {metric} by split (95% bootstrap interval)", barmode="group",
+                             yaxis_title=metric, **LAYOUT)

@@ -65,8 +65,11 @@ def create_app(run_dir: str | Path, reviewer: str | None = None) -> FastAPI:
         return [r for r in candidate_rows(store) if r.origin == "lm"]
 
     def page(q: QueryParams, error: str | None = None, status_code: int = 200) -> HTMLResponse:
-        rows = generated()
+        every = candidate_rows(store)
+        rows = [r for r in every if r.origin == "lm"]
         shown = select(rows, q)
+        # The text of the example each duplicate matched (a seed or another candidate), shown beside it.
+        matched = {r.id: r.text(schema.names) for r in every}
         pages = max(1, math.ceil(len(shown) / PAGE_SIZE))
         number = min(max(1, _int(q.get("page"), 1)), pages)
         filters = {k: q.get(k, "") for k in FILTERS}
@@ -78,7 +81,7 @@ def create_app(run_dir: str | Path, reviewer: str | None = None) -> FastAPI:
             names=schema.names, enums=schema.enum_fields(), list_fields=_list_fields(schema), error=error,
             topics=sorted({r.topic for r in rows}), outcomes=sorted({r.filter_outcome or "" for r in rows} - {""}),
             reasons=sorted({r.filter_reason for r in rows if r.filter_reason}), review_filters=REVIEW_FILTERS,
-            query=urlencode(keep),
+            query=urlencode(keep), matched=matched,
             page_link=lambda n: "?" + urlencode({**keep, "page": str(n)})), status_code=status_code)
 
     @app.get("/", response_class=HTMLResponse)

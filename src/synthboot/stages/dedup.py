@@ -8,8 +8,8 @@ layer and the similarity. Because the order is fixed, a re-run or a run with mor
 the same earlier examples.
 
 Layers: exact (normalised text), word_overlap (the seed tutorial's rule), minhash (MinHash LSH,
-vectorised on numpy, scored with the exact Jaccard) and semantic (embedding cosine, through an
-approximate nearest-neighbour index above a few thousand texts).
+vectorised on numpy, scored with the exact Jaccard) and semantic (embedding cosine, searched
+exactly in blocks).
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class WordOverlapLayer:
                 for j in index[w]:
                     shared[j] += 1
             hits = [(j, n / max(len(words), len(sets[j]))) for j, n in shared.items()]
-            out.append(sorted(((j, s) for j, s in hits if s > self.threshold), key=lambda h: -h[1]))
+            out.append(sorted(((j, s) for j, s in hits if s >= self.threshold), key=lambda h: -h[1]))
             for w in words:
                 index[w].append(i)
         return out
@@ -187,10 +187,13 @@ class MinHashLayer:
     def shingle_matrix(self, texts: Sequence[str]):
         """(A binary CSR matrix, texts x distinct shingles, indices sorted within each row; each
         column's shingle's content hash, uint64)."""
+        return self.matrix_from_ids(len(texts), *self._shingle_ids(texts))
+
+    def matrix_from_ids(self, n: int, text_of: np.ndarray, ids: np.ndarray, hashes: np.ndarray):
+        """`shingle_matrix` from each shingle occurrence's (text index, shingle id) and the ids' content hashes."""
         from scipy.sparse import csr_matrix
 
-        text_of, ids, hashes = self._shingle_ids(texts)
-        n, vocab = len(texts), int(ids.max()) + 1 if len(ids) else 1
+        vocab = int(ids.max()) + 1 if len(ids) else 1
         # Sorting (text, shingle) keys drops repeats within a text and sorts each row's ids. Keys
         # are made per range of texts small enough for them to fit in uint32: sorting those is
         # 3.5x faster than int64 keys (`text_of` is ascending, so each range is one slice).
@@ -430,9 +433,9 @@ def _marked_counts(matrix, marks: np.ndarray, line: np.ndarray, j: np.ndarray) -
 class SemanticLayer:
     """Embedding cosine similarity at or above a threshold (synthboot.embeddings).
 
-    Up to `exact_below` texts the full similarity matrix is computed in blocks (exact); above it an
-    HNSW index (usearch) finds each text's `k` nearest neighbours, which bounds how many earlier
-    near-duplicates one text can list, never whether it is found when it has any.
+    Exact search in blocks (`stages.cosine`): each text links to its `k` most similar earlier
+    texts at or above the threshold, so identical runs give identical links. `k` bounds how many
+    earlier near-duplicates one text lists, never whether it is found when it has any.
     """
 
     name = "semantic"
@@ -440,9 +443,9 @@ class SemanticLayer:
     on_progress: Callable[[int, int], None] | None = None
 
     def __init__(self, threshold: float = 0.9, embedder: str = "local", fields: list[str] | None = None,
-                 k: int = 16, exact_below: int = 4000) -> None:
+                 k: int = 16) -> None:
         self.threshold, self.embedder, self.fields = threshold, embedder, fields
-        self.k, self.exact_below = k, exact_below
+        self.k = k
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         from synthboot.embeddings import get_embedder
@@ -462,42 +465,17 @@ class SemanticLayer:
         return self.links_from_vectors(self.embed(texts), [not t.strip() for t in texts])
 
     def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool]) -> Links:
-        """The links between unit vectors (empty texts never link): exact blocks, or the ANN index."""
+        """The links between unit vectors (empty texts never link), found exactly."""
+        from synthboot.stages.cosine import cosine_links
+
         n = len(vectors)
         empty_mask = np.asarray(empty, dtype=bool)
-        parts_i: list[np.ndarray] = []
-        parts_j: list[np.ndarray] = []
-        parts_s: list[np.ndarray] = []
-        if n <= self.exact_below:
-            for start in range(0, n, 1024):
-                sims = vectors[start:start + 1024] @ vectors.T
-                rows = np.arange(start, min(start + 1024, n))
-                ok = (sims >= self.threshold) & (np.arange(n)[None, :] < rows[:, None])
-                r, c = np.nonzero(ok)
-                parts_i.append(rows[r])
-                parts_j.append(c)
-                parts_s.append(sims[r, c])
-        else:
-            keys, dists = self.neighbours(vectors)
-            sims = 1.0 - dists
-            rows = np.broadcast_to(np.arange(n)[:, None], keys.shape)
-            ok = (keys < rows) & (keys >= 0) & (sims >= self.threshold)
-            parts_i.append(rows[ok])
-            parts_j.append(keys[ok])
-            parts_s.append(sims[ok])
-        i, j, score = (np.concatenate(x) if x else np.zeros(0) for x in (parts_i, parts_j, parts_s))
-        i, j = i.astype(np.int64), j.astype(np.int64)
-        ok = ~empty_mask[i] & ~empty_mask[j] if len(i) else np.zeros(0, dtype=bool)
+        # Empty texts' vectors are zeroed: below any positive threshold, so they never link and
+        # never take the place of a real match among a text's k.
+        vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32) if empty_mask.any() else vectors
+        i, j, score = cosine_links(vectors, self.threshold, self.k)
+        ok = ~empty_mask[i] & ~empty_mask[j]  # (a threshold of 0 would let zero vectors link)
         return Links.from_pairs(n, i[ok], j[ok], score[ok].astype(np.float64))
-
-    def neighbours(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each vector's k+1 nearest neighbours (itself included) by cosine distance, from an HNSW index."""
-        from usearch.index import Index
-
-        index = Index(ndim=vectors.shape[1], metric="cos", dtype="f32")
-        index.add(np.arange(len(vectors)), vectors)
-        found = index.search(vectors, self.k + 1)
-        return found.keys.astype(np.int64), found.distances
 
 
 def make_layers(spec: Spec) -> list[Layer]:

@@ -93,20 +93,21 @@ def _block_words(first: int, texts: Sequence[str]) -> tuple:
     """(text index per word, the words as an Arrow binary array) of `texts`, the first being text `first`."""
     import pyarrow as pa
 
-    # One separator between texts: not a word character, so no word spans two texts; nor a cased
-    # or case-ignorable one, so lowering the joined texts lowers each as if alone (final sigma).
-    joined = "\n".join(texts).lower()
-    data = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    # Each text lowered on its own: bytes.lower() for ASCII texts (several times faster than
+    # str.lower() on a block holding any non-ASCII text), str.lower() for the others. Joined by
+    # one separator, not a word character, so no word spans two texts.
+    pieces = [t.encode("ascii").lower() if t.isascii() else t.lower().encode("utf-8", "surrogatepass") for t in texts]
+    # A separator before the first text and after the last too: every word starts and ends
+    # between two bytes of `data`, so its edges are where is_word changes, found in one comparison.
+    data = np.frombuffer(b"\n".join([b"", *pieces, b""]), dtype=np.uint8)
     is_word = _ASCII_WORD[data]
-    if not joined.isascii():
+    if (data >= 0x80).any():
         _mark_non_ascii_words(data, is_word)
-    # Runs of word bytes start and end alternately where is_word changes.
-    edges = np.flatnonzero(np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0)))
+    edges = np.flatnonzero(is_word[1:] != is_word[:-1]) + 1
     starts, ends = edges[0::2], edges[1::2]
     # Words per text, from where each text's separator falls among the word starts.
-    sizes = np.fromiter((len(t) if t.isascii() else len(t.lower().encode("utf-8", "surrogatepass")) for t in texts),
-                        dtype=np.int64, count=len(texts))
-    counts = np.diff(np.searchsorted(starts, np.cumsum(sizes + 1)), prepend=0)
+    sizes = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(texts))
+    counts = np.diff(np.searchsorted(starts, 1 + np.cumsum(sizes + 1)), prepend=0)
     text_of = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
     offsets = np.concatenate([[0], np.cumsum(ends - starts)])  # the word bytes packed without gaps
     words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts),

@@ -1,0 +1,33 @@
+"""Commands import only what they need: the CLI and `status` load without DSPy, LiteLLM or torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("dspy", "litellm", "torch", "datasets", "plotly", "transformers", "sentence_transformers")
+
+
+def loaded_after(code: str) -> list[str]:
+    """The heavy modules in sys.modules after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_cli_module_imports_no_heavy_library():
+    assert loaded_after("import synthboot.cli") == []
+
+
+def test_status_of_a_run_imports_no_heavy_library(tiny_run):
+    # `synthboot status RUN` on a finished run (no optimize run), as the command runs it.
+    assert loaded_after(f"from synthboot.cli import main\nmain(['status', {str(tiny_run)!r}])") == []
+
+
+def test_dedup_file_module_imports_no_heavy_library():
+    assert loaded_after("import synthboot.dedup_file, synthboot.dedup_stream") == []
+
+
+def test_the_library_still_loads_them_where_needed():
+    assert "dspy" in loaded_after("import synthboot.pipeline")
