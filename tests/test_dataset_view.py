@@ -154,3 +154,25 @@ def test_every_reader_agrees_after_a_review_rejects_a_frozen_test_row(tmp_path):
     counts = every_count(run_dir, tmp_path)
     assert all(c == counts["status"] for c in counts.values()), counts
     assert counts["status"]["test"] == len(test_ids) - 1
+
+
+def test_a_later_stage_keep_does_not_outlive_an_earlier_stage_reject(tmp_path):
+    """A resumed run can make dedup reject, under the same hash, a candidate that the later stages
+    kept in an earlier session (greedy dedup meeting new candidates that sort before it): the
+    candidate is out, for the full view and for the view a running stage builds with `after`."""
+    from synthboot.stages import FILTER_STAGES
+    from synthboot.store import Decision
+    from synthboot.view import DatasetView
+
+    run_dir = tmp_path / "run"
+    run(tmp_path, SPEC, run_dir)
+    with Store(run_dir) as store:
+        hashes = store.get_meta("stage_hashes")
+        view = DatasetView(store)
+        target = view.kept()[0].id
+        assert target in view.filter_kept_ids()
+        store.write_decisions("dedup", hashes["dedup"], [Decision(target, False, "duplicate")])
+        assert target not in {c.id for c in DatasetView(store).kept()}
+        assert DatasetView(store).filter_outcomes[target].stage == "dedup"
+        last = FILTER_STAGES[-1]
+        assert target not in {c.id for c in DatasetView.after(store, hashes[last]).kept()}

@@ -10,7 +10,7 @@ def test_exported_members():
     public_modules = {name for name in exported if type(getattr(synthboot, name)).__name__ == "module"}
     assert set(synthboot.__all__) == exported - public_modules
     # Importing every submodule must not shadow a public function (as a `status` module once did).
-    for module in ("status", "dataset", "pipeline", "stages", "store", "spec", "schema", "cli"):
+    for module in ("status", "dataset", "pipeline", "stages", "store", "spec", "schema", "cli", "check"):
         importlib.import_module(f"synthboot.{module}")
     for name in synthboot.__all__:
         assert type(getattr(synthboot, name)).__name__ != "module", name

@@ -19,6 +19,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "SynthbootError",
+    "check_run",
     "export",
     "load_spec",
     "load_split",
@@ -57,3 +58,13 @@ def export(run_dir: str | _Path, fmt: str = "jsonl", to: str | _Path | None = No
     from synthboot.dataset import export as _export
 
     return _export(run_dir, fmt, to)  # type: ignore[arg-type]
+
+
+def check_run(run_dir: str | _Path, real_file: str | _Path, **kwargs: _Any):
+    """Measure the run's kept examples against real labelled rows (a `CheckResult`). See `check.check_run`.
+
+    (Not `check`: that name is the `synthboot.check` module.)
+    """
+    from synthboot.check import check_run as _check_run
+
+    return _check_run(run_dir, real_file, **kwargs)

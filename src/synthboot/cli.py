@@ -163,7 +163,8 @@ def review(run_dir: Path = typer.Argument(..., help="A run directory."),
 @app.command()
 def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory."),
              program: Optional[str] = typer.Option(None, help="A DSPy signature ('question -> answer') or "
-                                                             "module:attribute naming a dspy.Module "
+                                                             "module:attribute naming a dspy.Module, or 'rag' "
+                                                             "(retrieve from the run's chunks, then answer) "
                                                              "(default: the task's inputs -> outputs)."),
              module: str = typer.Option("cot", help="predict or cot: the module a signature is wrapped in."),
              optimizer: str = typer.Option("bootstrap", help="bootstrap, random_search, mipro or gepa (DSPy's)."),
@@ -241,6 +242,22 @@ def import_(run_dir: Path = typer.Argument(..., help="A run directory."),
         err.print(f"warning: {len(result.overlaps)} imported examples nearly repeat examples in other splits "
                   f"(first: candidate {result.overlaps[0][0]} ~ {result.overlaps[0][1]} in "
                   f"{result.overlaps[0][2]})", highlight=False, markup=False)
+
+
+@app.command()
+def check(run_dir: Path = typer.Argument(..., help="A run directory."),
+          real: Path = typer.Option(..., "--real", help="JSONL of real labelled examples in the spec's fields."),
+          k: int = typer.Option(5, min=1, help="Neighbours that set each real example's radius (coverage, "
+                                              "precision)."),
+          embedder: str = typer.Option("local", help="Embedder: local, static or a model directory.")) -> None:
+    """Measure the kept examples against real data: coverage, precision, accuracy on real, label fidelity."""
+    from synthboot.check import check_run
+
+    _context["run_dir"] = run_dir
+    result = check_run(run_dir, real, k=k, embedder=embedder)
+    out.print(f"check of {run_dir} against {real}", highlight=False, markup=False, soft_wrap=True)
+    for line in result.lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

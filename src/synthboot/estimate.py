@@ -15,6 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import dspy
 from rich.console import Console
@@ -115,10 +116,16 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
     out = Estimate()
     concurrency = max(1, spec.generate.concurrency)
 
-    tasks = plan_tasks(spec, limit=limit)
-    signature = make_generator(schema, spec).predictors()[0].signature
-    prompt = sum(prompt_tokens(gen_lm, signature, {"task": spec.task, "seed_examples": seeds_json,
-                                                   "topic": t.topic, "count": t.count}) for t in tasks)
+    tasks: list[Any]
+    if spec.sources is not None:  # one call per chunk (issue 13): the real chunks in the real prompts
+        from synthboot.stages.generate_grounded import planned_prompts
+
+        tasks, signature, inputs = planned_prompts(spec, limit=limit)
+    else:
+        tasks = plan_tasks(spec, limit=limit)
+        signature = make_generator(schema, spec).predictors()[0].signature
+        inputs = [{"task": spec.task, "seed_examples": seeds_json, "topic": t.topic, "count": t.count} for t in tasks]
+    prompt = sum(prompt_tokens(gen_lm, signature, i) for i in inputs)
     per_item = statistics.fmean(count_tokens(gen_lm, json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds \
         else spec.generate.max_string_length // 4 * max(1, len(schema.names))
     if "generate" in measured:

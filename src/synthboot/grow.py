@@ -97,6 +97,8 @@ def run_grow(run_dir: str | Path, *, rounds: int = 1, per_round: int | None = No
     say = progress or (lambda message: None)
     with Store(run_dir) as store:
         latest = next(iter(optimize_reports(store, latest_only=True)), None)
+        if (store.latest_spec() or {}).get("sources"):
+            raise SynthbootError("grow does not support a spec with `sources` yet: raise sources.per_chunk and run again")
     if latest is None:
         if settings is None:
             raise SynthbootError(f"{run_dir} has no optimize run to grow from: run `synthboot optimize` first")

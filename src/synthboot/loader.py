@@ -21,6 +21,10 @@ def check_spec(spec: Spec) -> None:
     schema = TaskSchema.from_spec(spec)
     schema.check_spec(spec)
     compile_rules(spec.rules, schema)  # a bad `module:function` fails now, not after generation
+    if spec.sources is not None:
+        from synthboot.sources import grounded_fields
+
+        grounded_fields(spec, schema)  # the context, question and answer fields exist
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:

@@ -41,6 +41,7 @@ from synthboot.view import DatasetView
 from synthboot.task import Task
 
 PHASES = ("baseline", "compile", "optimized", "test")
+RAG_PROGRAM = "rag"  # the built-in retrieve-then-answer program over the run's chunks (synthboot.rag)
 EVAL_SPLITS = ("dev", "test", "real_test")
 
 
@@ -131,7 +132,12 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
             imported = import_examples(store, spec, settings.test_file, "test")
             say(f"real test: {imported.rows} examples from {settings.test_file} ({imported.added} new)")
         freeze_test(store)  # before any optimizer sees data
-        program = load_program(settings.program, schema, settings.module)
+        if settings.program == RAG_PROGRAM:
+            from synthboot.rag import rag_program
+
+            program = rag_program(store, spec, schema, settings.module)
+        else:
+            program = load_program(settings.program, schema, settings.module)
         sets = load_sets(store)
         # The data's growth round: the latest round any train/dev example came from.
         rounds = [c.round for c in store.candidates(ids=[i.candidate_id for n in ("train", "dev") for i in sets[n]])]
@@ -139,7 +145,26 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
         for name in ("train", "dev"):
             if not sets[name]:
                 raise SynthbootError(f"the run has no {name} examples; generate more (synthboot run ... --limit N)")
-        return _run_protocol(store, spec, schema, program, sets, settings, say, student, judge, counts)
+        report = _run_protocol(store, spec, schema, program, sets, settings, say, student, judge, counts)
+        if settings.program == RAG_PROGRAM:
+            _record_retrieval_recall(store, report, program, sets)
+        return report
+
+
+def _record_retrieval_recall(store: Store, report: OptimizeReport, program: Program,
+                             sets: dict[str, list[Item]]) -> None:
+    """The `rag` program's retrieval recall of each example's gold chunk, on dev and test (no LM)."""
+    from synthboot.rag import recall_score, retrieval_recall
+
+    question = program.inputs[0]
+    for split in ("dev", "test"):
+        items = sets[split]
+        values = retrieval_recall(store, program.module, [i.candidate_id for i in items],
+                                  [str(i.fields.get(question, "")) for i in items])
+        if values:
+            n, mean, low, high = recall_score(values)
+            store.add_optimize_score(report.run_id, split, "retrieval_recall", n, mean, low, high)
+            report.scores[split, "retrieval_recall"] = Score(n, mean, low, high)
 
 
 def _run_protocol(store: Store, spec: Spec, schema: TaskSchema, program: Program, sets: dict[str, list[Item]],
@@ -335,10 +360,16 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
         report = report or next(iter(optimize_reports(store, latest_only=True)), None)
         if report is None:
             raise SynthbootError(f"{run_dir} has no finished optimize run: run `synthboot optimize` first")
-        schema = Task.of(store.spec()).schema
-    if report.program_path is None:
-        raise SynthbootError(f"optimize run {report.run_id} saved no program")
-    s = report.settings
-    program = load_program(s["program"], schema, s["module"])
+        spec = store.spec()
+        schema = Task.of(spec).schema
+        if report.program_path is None:
+            raise SynthbootError(f"optimize run {report.run_id} saved no program")
+        s = report.settings
+        if s["program"] == RAG_PROGRAM:
+            from synthboot.rag import rag_program
+
+            program = rag_program(store, spec, schema, s["module"])
+        else:
+            program = load_program(s["program"], schema, s["module"])
     program.module.load(str(Path(run_dir) / report.program_path))
     return program.module

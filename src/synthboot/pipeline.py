@@ -14,7 +14,9 @@ from pathlib import Path
 import dspy
 
 from synthboot.engines import get_engine
-from synthboot.errors import RunMismatchError
+from synthboot.errors import RunMismatchError, SynthbootError
+from synthboot.sources import load_chunks
+from synthboot.stages.generate_grounded import plan_grounded_tasks, run_generate_grounded
 from synthboot.cost import Budget, BudgetGuard, parse_budget
 from synthboot.lm import make_lm
 from synthboot.lm.limits import limits_of
@@ -23,6 +25,7 @@ from synthboot.schema import all_seeds
 from synthboot.spec import Spec
 from synthboot.stages import StageResult
 from synthboot.stages.generate import GenerateResult, plan_tasks
+from synthboot.stages.grounding import run_grounding
 from synthboot.stages.split import run_split
 from synthboot.stages.diversity import record as record_diversity
 from synthboot.store import Store
@@ -79,18 +82,35 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
             gen_lm = lm_object or make_lm(spec.generate.lm, api_base=spec.generate.api_base,
                              temperature=spec.generate.temperature, max_tokens=spec.generate.max_tokens,
                              instances=workers, limits=limits)
-            tasks = plan_tasks(spec, limit=limit)
             guard = None if budget is None else BudgetGuard(
                 store, parse_budget(budget) if isinstance(budget, str) else budget,
                 [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None,
                  spec.verify.lm or spec.generate.lm if spec.verify.enabled else None])
             # Passed only with a budget, so engines that take no `should_stop` still run without one.
             stop = {} if guard is None else {"should_stop": guard.exhausted}
-            gen = stages.run_generate(store, spec, gen_lm, tasks, concurrency=workers,
-                               on_progress=_stage_progress(progress, "generate"), **stop)
+            if spec.sources is not None:
+                # Documents as the source (issue 13): one task per chunk, grounded in it.
+                if engine != "local":
+                    raise SynthbootError("a spec with `sources` runs on the local engine only, for now")
+                chunks = load_chunks(spec)
+                store.sync_chunks(chunks)
+                gen = run_generate_grounded(store, spec, gen_lm, plan_grounded_tasks(spec, chunks, limit=limit),
+                                            concurrency=workers, on_progress=_stage_progress(progress, "generate"),
+                                            **stop)
+            else:
+                gen = stages.run_generate(store, spec, gen_lm, plan_tasks(spec, limit=limit), concurrency=workers,
+                                          on_progress=_stage_progress(progress, "generate"), **stop)
             result = RunResult(Path(out), gen)
             validate = stages.run_validate(store, spec)
-            dedup = stages.run_dedup(store, spec, validate.settings_hash,
+            judge_lm = None
+            if spec.judge.enabled or (spec.sources and (spec.sources.grounding.judge
+                                                        or spec.sources.grounding.closed_book)):
+                judge_lm = gen_lm if not spec.judge.lm or spec.judge.lm == spec.generate.lm else make_lm(
+                    spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers,
+                    limits=limits)
+            grounding = run_grounding(store, spec, judge_lm, validate.settings_hash, concurrency=workers,
+                                      on_progress=_stage_progress(progress, "grounding"))
+            dedup = stages.run_dedup(store, spec, grounding.settings_hash,
                                      on_progress=_stage_progress(progress, "dedup: embed"))
             verify_lm = None
             if spec.verify.enabled and spec.verify.lm_check:
@@ -99,28 +119,24 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                     max_tokens=spec.verify.max_tokens, instances=workers, limits=limits)
             verify = stages.run_verify(store, spec, verify_lm, dedup.settings_hash, concurrency=workers,
                                        on_progress=_stage_progress(progress, "verify"), **stop)
-            judge_lm = None
-            if spec.judge.enabled:
-                judge_lm = gen_lm if not spec.judge.lm or spec.judge.lm == spec.generate.lm else make_lm(
-                    spec.judge.lm, api_base=spec.judge.api_base, temperature=0.0, max_tokens=400, instances=workers,
-                    limits=limits)
-            judge = stages.run_judge(store, spec, judge_lm, verify.settings_hash, concurrency=workers,
-                              on_progress=_stage_progress(progress, "judge"), **stop)
+            judge = stages.run_judge(store, spec, judge_lm if spec.judge.enabled else None, verify.settings_hash,
+                                     concurrency=workers, on_progress=_stage_progress(progress, "judge"), **stop)
             if spec.count:
                 # Targeted top-up (synthboot.topup): more rounds until `count` examples survive every filter.
                 def refilter() -> list[StageResult]:
                     v = stages.run_validate(store, spec)
-                    d = stages.run_dedup(store, spec, v.settings_hash)
+                    g = run_grounding(store, spec, judge_lm, v.settings_hash)
+                    d = stages.run_dedup(store, spec, g.settings_hash)
                     c = stages.run_verify(store, spec, verify_lm, d.settings_hash, concurrency=workers, **stop)
-                    return [v, d, c, stages.run_judge(store, spec, judge_lm, c.settings_hash, concurrency=workers,
+                    return [v, g, d, c, stages.run_judge(store, spec, judge_lm, c.settings_hash, concurrency=workers,
                                                       **stop)]
 
                 result.topup = top_up(store, spec, lambda more: stages.run_generate(
                     store, spec, gen_lm, more, concurrency=workers, on_progress=_stage_progress(progress, "top-up"),
-                    **stop), refilter, [validate, dedup, verify, judge])
-                validate, dedup, verify, judge = result.topup.stages
+                    **stop), refilter, [validate, grounding, dedup, verify, judge])
+                validate, grounding, dedup, verify, judge = result.topup.stages
             split = run_split(store, spec, judge.settings_hash)
-            result.stages = [validate, dedup, verify, judge, split]
+            result.stages = [validate, grounding, dedup, verify, judge, split]
             store.set_meta("stage_hashes", {s.stage: s.settings_hash for s in result.stages})
             record_diversity(store, spec, DatasetView(store).kept())  # embedding metrics, for `status`
             result.lm_calls_made, result.lm_calls_cached = cache.misses, cache.hits

@@ -22,10 +22,11 @@ def print_status(console: Console, status: RunStatus) -> None:
     funnel = Table(title=f"synthboot run {status.run_dir}", show_header=True)
     funnel.add_column("stage")
     funnel.add_column("count", justify="right")
-    for label, value in [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-                         ("rule-valid", f.rule_valid), ("unique", f.unique), ("verified", f.verified),
-                         ("judged ok", f.judged_ok),
-                         ("kept", f.kept)]:
+    rows = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
+            ("rule-valid", f.rule_valid)]
+    rows += [("grounded", f.grounded)] if status.coverage is not None else []
+    for label, value in rows + [("unique", f.unique), ("verified", f.verified), ("judged ok", f.judged_ok),
+                                ("kept", f.kept)]:
         funnel.add_row(label, str(value))
     if status.running:
         funnel.add_row(f"running ({status.running})", str(f.pending))
@@ -42,6 +43,10 @@ def print_status(console: Console, status: RunStatus) -> None:
                 reasons.add_row(stage, reason, str(n))
         console.print(reasons)
 
+    if status.coverage is not None:
+        from synthboot.coverage import coverage_line
+
+        console.print(coverage_line(status.coverage), highlight=False)
     if status.verify_agreement:
         console.print("verify agreement: " + "; ".join(
             f"{a.field} {a.agreed}/{a.compared} ({a.rate:.0%}, {a.match})" for a in status.verify_agreement),

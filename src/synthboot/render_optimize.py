@@ -32,6 +32,11 @@ def print_optimize(console: Console, report: OptimizeReport) -> None:
     console.print(scores)
     console.print("scores are % with 95% bootstrap intervals; a gain whose interval spans 0 may be noise. "
                   "Test rows were scored only after compiling.", highlight=False)
+    recall = [(label, report.scores[split, "retrieval_recall"]) for split, label in SPLIT_LABELS.items()
+              if (split, "retrieval_recall") in report.scores]
+    if recall:
+        console.print("retrieval recall of the gold chunk: " + ", ".join(f"{label} {_pct(s)} (n={s.n})"
+                                                                        for label, s in recall), highlight=False)
     phases = Table(title="LM calls per phase", show_header=True)
     for col in ("phase", "calls", "made now", "prompt tokens", "completion tokens", "seconds"):
         phases.add_column(col, justify="left" if col == "phase" else "right")

@@ -134,7 +134,7 @@ class TaskSchema:
     def check_spec(self, spec: Spec) -> None:
         """Cross-field checks of the spec against the task's fields."""
         names = self.names
-        if not spec.seeds and not spec.seeds_file:
+        if not spec.seeds and not spec.seeds_file and spec.sources is None:
             raise SpecError("no seed examples: give a few (3-5) in `seeds` or a `seeds_file`", field="seeds")
         if spec.seeds_file and not spec.seeds and not read_seeds_file(spec):
             raise SpecError("the seeds file holds no examples", field="seeds_file")

@@ -183,6 +183,56 @@ class JudgeSpec(_Strict):
     rubric: str | None = None
 
 
+QuestionType = Literal["factual", "reasoning", "unanswerable"]
+
+
+class GroundingSpec(_Strict):
+    """Checks that an example generated from a chunk is grounded in it (synthboot.stages.grounding)."""
+
+    enabled: bool = True
+    # Share of the answer's content words found in its context; answers below it are `ungrounded`.
+    min_support: float = Field(0.6, ge=0, le=1)
+    # Cosine of the answer to its closest context sentence (null: no embedding check).
+    min_similarity: float | None = Field(0.25, ge=-1, le=1)
+    embedder: str = "local"
+    # A question this close (difflib ratio of the words) to a sentence of its context is `trivial_copy`.
+    max_copy: float = Field(0.8, gt=0, le=1)
+    # An LM judge scoring support 1-5 with a rubric (the judge's LM, else the generator's).
+    judge: bool = False
+    threshold: int = Field(3, ge=1, le=5)
+    rubric: str | None = None
+    # Reject questions the generator answers right without the context (one more call per example).
+    closed_book: bool = False
+
+
+class SourcesSpec(_Strict):
+    """Documents to generate from (synthboot.sources): files or globs relative to the spec."""
+
+    paths: list[str] = Field(..., min_length=1)
+    # Chunking: sections at headings, then windows of `max_tokens` words overlapping by `overlap`.
+    max_tokens: int = Field(200, ge=16, le=100_000)
+    overlap: int = Field(30, ge=0, le=100_000)
+    min_tokens: int = Field(20, ge=0, le=100_000)  # shorter sections join the next one
+    per_chunk: int = Field(2, ge=1, le=50)  # examples asked for per chunk (one call)
+    question_types: dict[QuestionType, float] = Field(
+        default_factory=lambda: {"factual": 0.7, "reasoning": 0.2, "unanswerable": 0.1})  # type: ignore[arg-type]
+    hops: int = Field(2, ge=2, le=6)  # neighbouring chunks a reasoning question is given
+    context_field: str = "context"
+    question_field: str | None = None  # default: the first input field other than the context
+    answer_field: str | None = None  # default: the first str output field
+    unanswerable_answer: str = "The context does not say."
+    grounding: GroundingSpec = Field(default_factory=GroundingSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourcesSpec:
+        if self.overlap >= self.max_tokens:
+            raise ValueError("overlap must be smaller than max_tokens")
+        if not self.question_types or sum(self.question_types.values()) <= 0 \
+                or any(v < 0 for v in self.question_types.values()):
+            raise ValueError("question_types needs at least one type with a positive share")
+        return self
+
+
 class ChecksSpec(_Strict):
     """Checks every spec gets without writing a rule (synthboot.checks), run by validate.
 
@@ -271,7 +321,9 @@ class Spec(_Strict):
     inputs: list[str] | None = None
     seeds: list[dict[str, Any]] = Field(default_factory=list)
     seeds_file: str | None = None
-    topics: list[str] = Field(..., min_length=1)
+    # Required unless `sources` is given (then the documents are the topics).
+    topics: list[str] = Field(default_factory=list)
+    sources: SourcesSpec | None = None
     generate: GenerateSpec = Field(default_factory=GenerateSpec)
     rules: list[RuleSpec] = Field(default_factory=list)
     dedup: DedupSpec = Field(default_factory=DedupSpec)
@@ -322,6 +374,17 @@ class Spec(_Strict):
                             field="fields" if self.fields is None else "schema")
         if self.fields is not None and not self.fields:
             raise SpecError("`fields` is empty", field="fields")
+        if not self.topics and self.sources is None:
+            raise SpecError("give `topics` (a non-empty list), or `sources` to generate from documents",
+                            field="topics")
+        if self.sources is not None and self.dedup.fields is None and self.fields:
+            # Examples of one chunk share its whole text as context: compared on it, they would all be
+            # near-duplicates of each other. Dedup (and leakage) compare the other inputs instead.
+            self.dedup.fields = [n for n, f in self.fields.items() if f.input and n != self.sources.context_field] \
+                or None
+        if self.sources is not None and self.count is not None:
+            raise SpecError("`count` (top-up rounds) is not supported with `sources` yet: raise sources.per_chunk",
+                            field="count")
         return self
 
     def content_hash(self) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synthboot.coverage import source_coverage
 from synthboot.spec import Spec
 from synthboot.stages.diversity import DiversityReport, measure, with_recorded
 from synthboot.stages.split import WARNINGS_META as SPLIT_WARNINGS_META
@@ -22,6 +23,7 @@ class Funnel:
     schema_valid: int = 0
     rule_valid: int = 0
     unique: int = 0
+    grounded: int = 0
     verified: int = 0
     judged_ok: int = 0
     kept: int = 0
@@ -55,6 +57,7 @@ class RunStatus:
     # Finished optimize runs (synthboot.optimize.OptimizeReport), oldest first.
     optimization: list = field(default_factory=list)
     topup: dict | None = None  # synthboot.topup.TopUpResult as stored, when the spec sets `count`
+    coverage: list | None = None  # synthboot.coverage.DocumentCoverage per document, when the spec has sources
     # Verify's agreement per checked output field (synthboot.verify_stats.FieldAgreement).
     verify_agreement: list = field(default_factory=list)
     split_warnings: list[str] = field(default_factory=list)  # an empty split, strata too small (stages.split)
@@ -100,7 +103,9 @@ def run_status(run_dir: str | Path) -> RunStatus:
         funnel.parsed = funnel.generated - validate_rejects.get("parse_error", 0)
         funnel.schema_valid = funnel.parsed - validate_rejects.get("schema_error", 0)
         funnel.rule_valid = funnel.generated - sum(validate_rejects.values()) - _pending_at(outcomes, "validate")
-        funnel.unique = funnel.rule_valid - sum(funnel.rejected.get("dedup", Counter()).values()) \
+        funnel.grounded = funnel.rule_valid - sum(funnel.rejected.get("grounding", Counter()).values()) \
+            - _pending_at(outcomes, "grounding")
+        funnel.unique = funnel.grounded - sum(funnel.rejected.get("dedup", Counter()).values()) \
             - _pending_at(outcomes, "dedup")
         funnel.verified = funnel.unique - sum(funnel.rejected.get("verify", Counter()).values()) \
             - _pending_at(outcomes, "verify")
@@ -118,12 +123,13 @@ def run_status(run_dir: str | Path) -> RunStatus:
         from synthboot.optimize import optimize_reports  # late: it imports DSPy
 
         optimization = optimize_reports(store)
+        coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None
         from synthboot.verify_stats import field_agreement
 
         agreement = field_agreement(store)
     return RunStatus(Path(run_dir), spec, funnel, calls, diversity, failed, optimization=optimization,
                      topup=topup, verify_agreement=agreement, split_warnings=split_warnings,
-                     rule_errors=rule_errors, running=lock_holder(run_dir))
+                     rule_errors=rule_errors, running=lock_holder(run_dir), coverage=coverage)
 
 
 def _rule_errors(store: Store) -> dict[str, tuple[int, str]]:

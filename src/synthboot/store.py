@@ -118,6 +118,31 @@ MIGRATIONS[5] = """
     CREATE INDEX lm_attempt_failures_key ON lm_attempt_failures(call_key);
 """
 
+# Issue 11: checks of a run against real labelled rows (synthboot.check): one row per check, the
+# result as JSON, kept as history (the latest per file is the one the report shows).
+MIGRATIONS[8] = """
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY, real_file TEXT NOT NULL, result TEXT NOT NULL, created_at TEXT NOT NULL);
+"""
+
+
+# Issue 13: documents as a source (synthboot.sources). Each chunk of each document, keyed by its
+# place and its text's hash; `current` marks the chunks of the latest read of the sources (a
+# changed document's old chunks stay, like every other row). `chunk_tasks` says which chunks (in
+# hop order) and which question type each grounded generation task was given. Numbered 13 after
+# the issue, so migrations other branches add below it cannot collide.
+MIGRATIONS[13] = """
+    CREATE TABLE chunks (
+        id INTEGER PRIMARY KEY, hash TEXT NOT NULL, document TEXT NOT NULL, position INTEGER NOT NULL,
+        heading TEXT NOT NULL, text TEXT NOT NULL, tokens INTEGER NOT NULL,
+        current INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL,
+        UNIQUE (document, position, hash));
+    CREATE INDEX chunks_hash ON chunks(hash);
+    CREATE TABLE chunk_tasks (
+        task_key TEXT NOT NULL, hop INTEGER NOT NULL, chunk_hash TEXT NOT NULL, question_type TEXT NOT NULL,
+        PRIMARY KEY (task_key, hop));
+"""
+
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
@@ -135,6 +160,18 @@ class Candidate:
     call_id: int | None = None
     task_key: str | None = None
     item_index: int | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a source document (synthboot.sources): its place, heading path, text and hash."""
+
+    document: str
+    position: int
+    heading: str
+    text: str
+    hash: str
+    tokens: int
 
 
 @dataclass(frozen=True)
@@ -258,6 +295,14 @@ class PredictionRow:
     prediction: str | None  # JSON
     score: float | None
     error: str | None
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    id: int
+    real_file: str
+    result: dict[str, Any]  # synthboot.check.CheckResult as a dict
+    created_at: str
 
 
 class Store:
@@ -663,6 +708,63 @@ class Store:
             params.append(split)
         return [PredictionRow(r["split"], r["program"], r["candidate_id"], r["prediction"], r["score"], r["error"])
                 for r in self._query(sql + " ORDER BY candidate_id", params)]
+
+    # -- checks against real data ------------------------------------------------------------
+    def add_check(self, real_file: str, result: dict[str, Any]) -> int:
+        rows = self._write_one("INSERT INTO checks (real_file, result, created_at) VALUES (?, ?, ?) RETURNING id",
+                               (real_file, json.dumps(result), now()))
+        return rows[0][0]
+
+    def checks(self) -> list[CheckRecord]:
+        """Every stored check, oldest first."""
+        return [CheckRecord(r["id"], r["real_file"], json.loads(r["result"]), r["created_at"])
+                for r in self._query("SELECT * FROM checks ORDER BY id")]
+
+
+    def add_optimize_score(self, run_id: int, split: str, program: str, n: int, mean: float, low: float,
+                           high: float) -> None:
+        """One more score of an optimize run (the `rag` program's retrieval recall, say)."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO optimize_scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (run_id, split, program, n, mean, low, high))
+
+    # -- source chunks (issue 13) ---------------------------------------------------------------
+    def sync_chunks(self, chunks: Iterable[Chunk]) -> None:
+        """Record the latest read of the sources: these chunks are current, every other one is not."""
+        stamp = now()
+        with self._transaction() as conn:
+            conn.execute("UPDATE chunks SET current = 0")
+            conn.executemany(
+                "INSERT INTO chunks (hash, document, position, heading, text, tokens, current, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (document, position, hash) DO UPDATE SET current = 1",
+                [(c.hash, c.document, c.position, c.heading, c.text, c.tokens, stamp) for c in chunks])
+
+    def chunks(self, *, current: bool = True) -> list[Chunk]:
+        """The chunks of the latest read of the sources (or every chunk ever read), in document order."""
+        rows = self._query("SELECT * FROM chunks" + (" WHERE current = 1" if current else "")
+                          + " ORDER BY document, position, id")
+        return [Chunk(r["document"], r["position"], r["heading"], r["text"], r["hash"], r["tokens"]) for r in rows]
+
+    def link_task_chunks(self, links: Iterable[tuple[str, list[str], str]]) -> None:
+        """(task key, chunk hashes in hop order, question type) for planned grounded tasks."""
+        with self._transaction() as conn:
+            conn.executemany("INSERT OR IGNORE INTO chunk_tasks VALUES (?, ?, ?, ?)",
+                             [(key, hop, h, qtype) for key, hashes, qtype in links for hop, h in enumerate(hashes)])
+
+    def candidate_chunks(self) -> dict[int, tuple[str, list[str]]]:
+        """Each grounded candidate's id -> (question type, the hashes of the chunks it was given)."""
+        out: dict[int, tuple[str, list[str]]] = {}
+        for r in self._query("SELECT c.id, t.question_type, t.chunk_hash FROM candidates c"
+                            " JOIN chunk_tasks t ON t.task_key = c.task_key ORDER BY c.id, t.hop"):
+            out.setdefault(r[0], (r[1], []))[1].append(r[2])
+        return out
+
+    def candidate_documents(self) -> dict[int, str]:
+        """Each grounded candidate's id -> the document its first chunk came from."""
+        rows = self._query("SELECT c.id, MIN(k.document) FROM candidates c"
+                          " JOIN chunk_tasks t ON t.task_key = c.task_key AND t.hop = 0"
+                          " JOIN chunks k ON k.hash = t.chunk_hash GROUP BY c.id")
+        return {r[0]: r[1] for r in rows}
 
 
 def lock_holder(run_dir: str | Path) -> str | None:

@@ -3,9 +3,10 @@
 The one answer to "what is in the dataset" for every reader: `status`, `export`/`load_split`,
 optimize's sets, the report, top-up's count and the split stage's pool. Rules, in order:
 
-- A generated candidate is kept when the last filter stage (judge) kept it under the current
-  settings hash. Stage hashes chain (synthboot.stages), so that one check means "passed every
-  filter with these settings"; the earlier stages are walked only to say where a candidate stopped.
+- A generated candidate is kept when every filter stage kept it under the current settings hash
+  (stage hashes chain, synthboot.stages). Every stage is checked, not only the last: a resumed run
+  can make an earlier stage change its mind under the same hash (greedy dedup meeting new
+  candidates), and the later stage's old decision must not outlive that.
 - A human review decision outranks the filters: accepted or edited is kept (with the edited
   fields), rejected is out.
 - A split row counts only for a member of the dataset: a kept generated candidate, a seed or an
@@ -82,19 +83,20 @@ class DatasetView:
     def filter_outcomes(self) -> dict[int, Outcome]:
         """Each generated candidate -> what the automatic filters decided (reviews ignored)."""
         decisions = {stage: self.store.decisions(stage) for stage in FILTER_STAGES}
-        last = FILTER_STAGES[-1]
         out: dict[int, Outcome] = {}
         for cand in self.candidates:
             if cand.origin != "lm":
                 continue
-            d = decisions[last].get(cand.id)
-            if d is not None and d.kept and d.settings_hash == self.hashes.get(last):
-                out[cand.id] = KEPT
-                continue
-            outcome = Outcome("pending", last)
+            # Every stage is walked, not the last alone: a later stage's decision can outlive an
+            # earlier stage's change of mind under the same hash (greedy dedup re-decides when a
+            # resumed run adds candidates that sort before a kept one).
+            outcome = KEPT
             for stage in FILTER_STAGES:
                 d = decisions[stage].get(cand.id)
-                if d is None or d.settings_hash != self.hashes.get(stage):
+                # `after` knows only the last stage's hash; the chain makes an earlier stage's
+                # latest decision the one that stage holds under its current settings.
+                want = self.hashes.get(stage)
+                if d is None or (want is not None and d.settings_hash != want):
                     outcome = Outcome("pending", stage)
                     break
                 if not d.kept:

@@ -87,6 +87,7 @@ class ReportData:
     by_model: list[CallGroup]
     split_distributions: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # split->field->counts
     optimize: list[Any] = field(default_factory=list)  # synthboot.optimize.OptimizeReport
+    checks: list[Any] = field(default_factory=list)  # synthboot.check.CheckResult, latest per real file
     disagreements: list[Disagreement] = field(default_factory=list)  # verify's rejections, both values
 
     @property
@@ -112,8 +113,9 @@ def collect(run_dir: str | Path) -> ReportData:
         split_distributions = _split_distributions(view, spec)
         optimize = _optimize(store)
         disagreements = _disagreements(store)
+        checks = _checks(store)
     return ReportData(Path(run_dir), spec, schema, status, rows, clusters, by_stage, by_model,
-                      split_distributions, optimize, disagreements)
+                      split_distributions, optimize, checks=checks, disagreements=disagreements)
 
 
 def _disagreements(store: Store, limit: int = 200) -> list[Disagreement]:
@@ -204,6 +206,14 @@ def _optimize(store: Store) -> list[Any]:
     except ImportError:
         return []
     return optimize_reports(store)
+
+
+def _checks(store: Store) -> list[Any]:
+    """The latest check against each real file (`synthboot check`)."""
+    from synthboot.check import stored_checks
+
+    latest = {c.real_file: c for c in stored_checks(store)}
+    return list(latest.values())
 
 
 def main_field(data: ReportData) -> str | None:

@@ -34,7 +34,9 @@ def esc(value: object, limit: int | None = None) -> str:
 def funnel(data: ReportData) -> go.Figure:
     f = data.status.funnel
     stages = [("generated", f.generated), ("parsed", f.parsed), ("schema-valid", f.schema_valid),
-              ("rule-valid", f.rule_valid), ("unique", f.unique), ("verified", f.verified), ("judged", f.judged_ok), ("kept", f.kept)]
+              ("rule-valid", f.rule_valid)] \
+        + ([("grounded", f.grounded)] if data.status.coverage is not None else []) \
+        + [("unique", f.unique), ("verified", f.verified), ("judged", f.judged_ok), ("kept", f.kept)]
     fig = go.Figure(go.Funnel(y=[s for s, _ in stages], x=[n for _, n in stages], textinfo="value+percent initial"))
     return fig.update_layout(title="Funnel", **LAYOUT)
 

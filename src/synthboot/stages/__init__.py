@@ -21,7 +21,9 @@ from typing import Any
 from synthboot.store import Candidate, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
-FILTER_STAGES = ("validate", "dedup", "verify", "judge")
+# `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding). It runs
+# before dedup, so an ungrounded or stale example never absorbs a grounded near-duplicate.
+FILTER_STAGES = ("validate", "grounding", "dedup", "verify", "judge")
 
 
 @dataclass

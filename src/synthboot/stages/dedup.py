@@ -575,7 +575,7 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
     stage_hash = settings_hash(upstream_hash, STAGE, spec.dedup.model_dump(), names, [c.id for c in reference],
                                *([edits] if edits else []))
     result = StageResult(STAGE, stage_hash)
-    candidates = [with_edits(c, reviews) for c in passed(store, "validate", upstream_hash)]
+    candidates = [with_edits(c, reviews) for c in passed(store, "grounding", upstream_hash)]
     existing = store.decisions(STAGE)
     if all((d := existing.get(c.id)) is not None and d.settings_hash == stage_hash for c in candidates):
         return result  # nothing new: the decisions stand

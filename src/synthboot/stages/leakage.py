@@ -44,6 +44,30 @@ def near_duplicate_groups(items: list[tuple[int, dict]], spec: Spec) -> dict[int
     return {items[i][0]: items[root(i)][0] for i in range(len(items))}
 
 
+def merge_by_document(groups: dict[int, int], documents: dict[int, str]) -> dict[int, int]:
+    """Groups joined so that items generated from one source document share a group (and so a split).
+
+    Examples from the same document share facts, so one in train and one in test would leak the
+    test answer: with `sources`, the unit of a split is the document. Leaders stay the smallest id
+    of each group, as `near_duplicate_groups` gives them.
+    """
+    parent: dict[int, int] = {}
+
+    def root(g: int) -> int:
+        while parent.get(g, g) != g:
+            g = parent[g]
+        return g
+
+    first_of_doc: dict[str, int] = {}
+    for cid, group in groups.items():
+        if (doc := documents.get(cid)) is None:
+            continue
+        a, b = root(group), root(first_of_doc.setdefault(doc, group))
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    return {cid: root(group) for cid, group in groups.items()}
+
+
 @dataclass(frozen=True)
 class Leak:
     item: int  # a train or dev item
@@ -57,6 +81,8 @@ def find_leaks(store: Store, spec: Spec) -> list[Leak]:
     splits = view.split_of
     rows = [(m.candidate.id, m.fields) for members in view.members.values() for m in members if m.fields]
     groups = near_duplicate_groups(rows, spec)
+    if spec.sources is not None:
+        groups = merge_by_document(groups, store.candidate_documents())
     test_groups: dict[int, int] = {}
     for cid, group in groups.items():
         if splits[cid] == "test":

@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, generation_order, settings_hash
-from synthboot.stages.leakage import near_duplicate_groups
+from synthboot.stages.leakage import merge_by_document, near_duplicate_groups
 from synthboot.store import Candidate, Store
 from synthboot.view import SPLITS, DatasetView
 
@@ -219,6 +219,8 @@ def run_split(store: Store, spec: Spec, upstream_hash: str) -> StageResult:
     frozen_all = {cid: r.split for cid, r in current.items() if r.frozen}
     frozen_rows = [(c.id, c.fields) for c in store.candidates(ids=frozen_all) if c.fields and c.id not in pool_ids]
     groups = near_duplicate_groups([(c.id, c.fields or {}) for c in pool] + frozen_rows, spec)
+    if spec.sources is not None:
+        groups = merge_by_document(groups, store.candidate_documents())
     pinned = {groups[cid]: split for cid, split in frozen_all.items() if cid in groups}
     items = [(c.id, json.dumps(c.fields, sort_keys=True), stratum_of(c, s.stratify))
              for c in pool if c.id not in frozen and groups[c.id] == c.id and c.id not in pinned]
