@@ -31,6 +31,8 @@ topics: [kettles]
 generate: {per_topic: 2, per_call: 2, max_tokens: 400, concurrency: 1}
 dedup: {minhash: false, semantic: false}
 split: {train: 0.2, dev: 0.6, test: 0.2, seed: 42}
+# The scripted LM answers the generator only: verify (on by default) stays off, as in conftest.
+verify: {enabled: false}
 """
 ROWS = [
     {"text": "The lid rattles but it boils fast.", "label": "mixed", "stars": 3, "score": 0.1, "verified": True,

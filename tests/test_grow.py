@@ -27,6 +27,8 @@ topics: [food, travel]
 generate: {per_topic: 6, per_call: 14, concurrency: 1}
 dedup: {minhash: false, semantic: false}
 split: {train: 0.34, dev: 0.33, test: 0.33, seed: 42, stratify: label}
+# The scripted LM answers the generator only: verify (on by default) stays off, as in conftest.
+verify: {enabled: false}
 """
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
          "quebec romeo sierra tango uniform victor whiskey xray yankee zulu").split()

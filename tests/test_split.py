@@ -39,6 +39,8 @@ topics: [places]
 generate: {per_topic: PER, per_call: PER, max_tokens: 400, concurrency: 1}
 dedup: {minhash: false, semantic: false}
 split: {train: 0.5, dev: 0.25, test: 0.25, seed: 42, stratify: label}
+# The scripted LM answers the generator only: verify (on by default) stays off, as in conftest.
+verify: {enabled: false}
 """
 WORDS = "amber birch cedar dune ember fjord grove heath inlet jetty knoll lagoon marsh".split()
 

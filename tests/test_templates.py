@@ -19,7 +19,7 @@ def test_template_loads_and_estimates(name, tmp_path, capsys):
     path = tmp_path / "new" / "folder" / f"{name}.yaml"  # missing folders are created
     assert main(["init", str(path), "--template", name]) == 0
     spec = synthboot.load_spec(path)  # parses, validates, compiles its rules
-    assert spec.topics and (spec.fields or spec.schema_ref)
+    assert (spec.topics or spec.sources) and (spec.fields or spec.schema_ref)  # rag: documents, not topics
     assert "THIS.yaml" not in path.read_text() and str(path) in path.read_text()
     capsys.readouterr()
     assert main(["estimate", str(path), "--limit", "4", "--json"]) == 0
