@@ -99,7 +99,7 @@ def write_jsonl(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def score(run_dir: Path, train, test) -> dict:
-    from synthboot import check_metrics as cm
+    from synthboot.check import metrics as cm
     from synthboot.check import check_run
     from synthboot.embeddings import get_embedder
     from synthboot.status import kept_candidates, run_status

@@ -3,7 +3,7 @@
     python bench/dedup_semantic.py --embedder static        # model2vec distilled from MiniLM
     python bench/dedup_semantic.py --embedder local --limit 5000   # MiniLM itself
 
-Reports the embedding time, the exact blocked search's time (`stages.cosine`), the links found,
+Reports the embedding time, the exact blocked search's time (`synthboot.dedup.cosine`), the links found,
 and peak memory (ru_maxrss of this process); the search is run twice to check that identical runs
 give identical links. `--baseline-hnsw` also runs the approximate usearch HNSW index the layer
 used before (k = 16, as it was) on the same vectors, three times, for its time, its run-to-run

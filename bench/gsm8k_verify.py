@@ -102,7 +102,7 @@ def structure(kept: list[dict]) -> dict:
 
 def optimize(run_dir: Path, test_file: Path) -> dict:
     from synthboot.optimize import OptimizeSettings, run_optimize
-    from synthboot.programs import parse_settings
+    from synthboot.optimize.programs import parse_settings
 
     settings = OptimizeSettings(program="question -> answer", module="cot", optimizer="bootstrap",
                                 optimizer_settings=parse_settings(["max_bootstrapped_demos=2",

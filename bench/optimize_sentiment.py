@@ -22,7 +22,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import synthboot  # noqa: E402
 from synthboot.optimize import OptimizeSettings, run_optimize  # noqa: E402
-from synthboot.programs import parse_settings  # noqa: E402
+from synthboot.optimize.programs import parse_settings  # noqa: E402
 from synthboot.status import run_status  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthboot.rag import HybridRetriever
+from synthboot.optimize.rag import HybridRetriever
 from synthboot.sources import chunk_sections, read_sections
 from synthboot.spec import SourcesSpec
 

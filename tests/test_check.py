@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import synthboot
-from synthboot import check_metrics as cm
+from synthboot.check import metrics as cm
 from synthboot.check import check_run, compare, stored_checks
 from synthboot.lm.scripted import scripted_lm
 from synthboot.schema import TaskSchema

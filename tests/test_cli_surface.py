@@ -10,7 +10,7 @@ import re
 
 import synthboot
 from synthboot.cli import main
-from synthboot.cli_output import JSON_SCHEMA_VERSION, set_verbosity
+from synthboot.cli.output import JSON_SCHEMA_VERSION, set_verbosity
 from synthboot.errors import (EXIT_INCOMPLETE, EXIT_PROVIDER, EXIT_USAGE, BudgetExhausted, LMUnavailableError,
                               ProviderError, RunIncompleteError, SpecError)
 from synthboot.messages import one_line, provider_message, shorten

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthboot.stages.cosine import cosine_links
+from synthboot.dedup.cosine import cosine_links
 from synthboot.stages.dedup import SemanticLayer, dedup_texts
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import random
 
-from synthboot.dedup_file import dedup_file
-from synthboot.dedup_stream import StreamingDedup
+from synthboot.dedup.file import dedup_file
+from synthboot.dedup.stream import StreamingDedup
 from synthboot.stages.dedup import ExactLayer, MinHashLayer, dedup_texts, shingles
 
 

@@ -10,10 +10,10 @@ import sqlite3
 from rich.console import Console
 
 import synthboot
-from synthboot.grow import run_grow
+from synthboot.optimize.grow import run_grow
 from synthboot.lm.scripted import scripted_lm
 from synthboot.optimize import OptimizeSettings, run_optimize
-from synthboot.render_optimize import print_rounds
+from synthboot.cli.render_optimize import print_rounds
 
 SPEC = """
 name: tiny-sentiment

@@ -26,7 +26,7 @@ def test_status_of_a_run_imports_no_heavy_library(tiny_run):
 
 
 def test_dedup_file_module_imports_no_heavy_library():
-    assert loaded_after("import synthboot.dedup_file, synthboot.dedup_stream") == []
+    assert loaded_after("import synthboot.dedup.file, synthboot.dedup.stream") == []
 
 
 def test_the_library_still_loads_them_where_needed():

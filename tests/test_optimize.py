@@ -13,9 +13,9 @@ import synthboot
 from synthboot.cli import main
 from synthboot.errors import SynthbootError
 from synthboot.importing import import_examples, read_examples
-from synthboot.metrics import bootstrap_ci, make_metric
+from synthboot.optimize.metrics import bootstrap_ci, make_metric
 from synthboot.optimize import OptimizeSettings, freeze_test, load_optimized, run_optimize
-from synthboot.programs import load_program, make_optimizer, parse_settings
+from synthboot.optimize.programs import load_program, make_optimizer, parse_settings
 from synthboot.schema import TaskSchema
 from synthboot.status import run_status
 from synthboot.store import Store

@@ -13,8 +13,8 @@ from rich.console import Console
 import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.optimize import OptimizeSettings, load_optimized, run_optimize
-from synthboot.rag import HybridRetriever
-from synthboot.render_optimize import print_optimize
+from synthboot.optimize.rag import HybridRetriever
+from synthboot.cli.render_optimize import print_optimize
 from synthboot.sources import chunk_sections, read_sections, sentences
 from synthboot.spec import SourcesSpec
 from synthboot.store import Store

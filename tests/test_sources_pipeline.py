@@ -151,7 +151,7 @@ def test_sources_run_resume_change_and_split_by_document(project):
 def test_status_and_report_show_source_coverage(project):
     from rich.console import Console
 
-    from synthboot.render import print_status
+    from synthboot.cli.render import print_status
     from synthboot.report import build_html, collect
 
     _run(project, scripted_lm([grounded_reply], cycle=True))

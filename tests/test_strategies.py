@@ -16,7 +16,7 @@ from rich.console import Console
 import synthboot
 from synthboot.errors import SynthbootError
 from synthboot.lm.scripted import scripted_lm
-from synthboot.render import print_status
+from synthboot.cli.render import print_status
 from synthboot.schema import all_seeds
 from synthboot.stages.generate import plan_tasks
 from synthboot.stages.strategies import value_cycle

@@ -17,7 +17,7 @@ from rich.console import Console
 import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.errors import SpecError
-from synthboot.render import print_status
+from synthboot.cli.render import print_status
 from synthboot.loader import parse_spec
 from synthboot.status import run_status
 from synthboot.store import Store

@@ -217,7 +217,7 @@ def estimate_run(spec: Spec, *, limit: int | None = None, lm: str | None = None,
 def _verify_estimate(spec: Spec, schema: TaskSchema, seeds: list[dict], verify_lm: str, candidates: int,
                      measured: dict, concurrency: int) -> StageEstimate:
     """The verifier: k predictions per candidate that reaches it (at most every generated one)."""
-    from synthboot.programs import load_program
+    from synthboot.optimize.programs import load_program
     from synthboot.stages.verify import checked_fields
 
     fields = checked_fields(spec, schema)

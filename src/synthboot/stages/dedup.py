@@ -433,7 +433,7 @@ def _marked_counts(matrix, marks: np.ndarray, line: np.ndarray, j: np.ndarray) -
 class SemanticLayer:
     """Embedding cosine similarity at or above a threshold (synthboot.embeddings).
 
-    Exact search in blocks (`stages.cosine`): each text links to its `k` most similar earlier
+    Exact search in blocks (`synthboot.dedup.cosine`): each text links to its `k` most similar earlier
     texts at or above the threshold, so identical runs give identical links. `k` bounds how many
     earlier near-duplicates one text lists, never whether it is found when it has any.
     """
@@ -466,7 +466,7 @@ class SemanticLayer:
 
     def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool]) -> Links:
         """The links between unit vectors (empty texts never link), found exactly."""
-        from synthboot.stages.cosine import cosine_links
+        from synthboot.dedup.cosine import cosine_links
 
         n = len(vectors)
         empty_mask = np.asarray(empty, dtype=bool)

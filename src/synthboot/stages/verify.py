@@ -8,7 +8,7 @@ rejects gives the reason, and every check's findings are kept in the decision's 
   (synthboot.label_vote). Rejects `label_conflict:<field>` (the same input carries another label)
   and `label_vote:<field>` (another label's nearest rows are clearly closer).
 - `lm` (the verifier): a DSPy program built from the task signature (`inputs -> checked outputs`,
-  as `synthboot.programs.load_program` builds it for optimize) predicts the checked output fields
+  as `synthboot.optimize.programs.load_program` builds it for optimize) predicts the checked output fields
   from the input fields alone, on `verify.lm`; each field is compared with the generated value
   (synthboot.agreement). Rejects `inconsistent:<field>` with both values in the details. With
   `self_consistency: k`, k sampled predictions (distinct calls, each stored) and a field agrees
@@ -127,7 +127,7 @@ class LMCheck:
     name = "lm"
 
     def __init__(self, spec: Spec, schema: TaskSchema, lm: dspy.LM, fields: list[str]):
-        from synthboot.programs import load_program  # late: programs imports the optimizers' registry
+        from synthboot.optimize.programs import load_program  # late: programs imports the optimizers' registry
 
         self.spec, self.schema, self.lm, self.fields = spec, schema, lm, fields
         ref = f"{', '.join(schema.inputs)} -> {', '.join(fields)}"

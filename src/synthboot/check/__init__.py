@@ -1,6 +1,6 @@
 """`synthboot check RUN --real FILE.jsonl`: measure a run's kept examples against real labelled rows.
 
-What it reports (numbers from synthboot.check_metrics, on the packaged MiniLM embeddings of each
+What it reports (numbers from synthboot.check.metrics, on the packaged MiniLM embeddings of each
 example's input fields):
 - coverage and precision of the synthetic set against the real one (every task);
 - for each enum output field (a classification task): the accuracy on the real rows of a fixed
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from synthboot import check_metrics as cm
+from synthboot.check import metrics as cm
 from synthboot.errors import SynthbootError
 from synthboot.importing import read_examples
 from synthboot.schema import TaskSchema

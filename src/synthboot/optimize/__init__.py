@@ -32,8 +32,8 @@ from synthboot.errors import SynthbootError
 from synthboot.lm import is_local, make_lm
 from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import StoreCache, call_scope, store_as_lm_cache
-from synthboot.metrics import as_float, bootstrap_ci, make_metric
-from synthboot.programs import Program, load_program, make_optimizer, takes_valset
+from synthboot.optimize.metrics import as_float, bootstrap_ci, make_metric
+from synthboot.optimize.programs import Program, load_program, make_optimizer, takes_valset
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.store import PhaseRow, PredictionRow, ScoreRow, Store
@@ -41,7 +41,7 @@ from synthboot.view import DatasetView
 from synthboot.task import Task
 
 PHASES = ("baseline", "compile", "optimized", "test")
-RAG_PROGRAM = "rag"  # the built-in retrieve-then-answer program over the run's chunks (synthboot.rag)
+RAG_PROGRAM = "rag"  # the built-in retrieve-then-answer program over the run's chunks (synthboot.optimize.rag)
 EVAL_SPLITS = ("dev", "test", "real_test")
 
 
@@ -60,7 +60,7 @@ class OptimizeSettings:
     max_tokens: int = 512
     num_threads: int = 2
     test_file: str | None = None        # JSONL of real labeled examples: the real test set
-    round: int = 0                      # growth round (synthboot.grow)
+    round: int = 0                      # growth round (synthboot.optimize.grow)
 
 
 @dataclass
@@ -138,7 +138,7 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
             say(f"real test: {imported.rows} examples from {settings.test_file} ({imported.added} new)")
         freeze_test(store)  # before any optimizer sees data
         if settings.program == RAG_PROGRAM:
-            from synthboot.rag import rag_program
+            from synthboot.optimize.rag import rag_program
 
             program = rag_program(store, spec, schema, settings.module)
         else:
@@ -159,7 +159,7 @@ def run_optimize(run_dir: str | Path, settings: OptimizeSettings, progress: Call
 def _record_retrieval_recall(store: Store, report: OptimizeReport, program: Program,
                              sets: dict[str, list[Item]]) -> None:
     """The `rag` program's retrieval recall of each example's gold chunk, on dev and test (no LM)."""
-    from synthboot.rag import recall_score, retrieval_recall
+    from synthboot.optimize.rag import recall_score, retrieval_recall
 
     question = program.inputs[0]
     for split in ("dev", "test"):
@@ -371,7 +371,7 @@ def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) ->
             raise SynthbootError(f"optimize run {report.run_id} saved no program")
         s = report.settings
         if s["program"] == RAG_PROGRAM:
-            from synthboot.rag import rag_program
+            from synthboot.optimize.rag import rag_program
 
             program = rag_program(store, spec, schema, s["module"])
         else:

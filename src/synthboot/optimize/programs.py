@@ -124,7 +124,7 @@ def takes_valset(optimizer: Any) -> bool:
 
 
 def _numeric(metric: Callable) -> Callable:
-    from synthboot.metrics import as_float
+    from synthboot.optimize.metrics import as_float
 
     if getattr(metric, "gives_feedback", False):
         return metric  # a user's five-argument GEPA metric: its feedback is the point

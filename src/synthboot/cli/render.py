@@ -114,7 +114,7 @@ def print_status(console: Console, status: RunStatus) -> None:
             console.print(f"[yellow]WARNING:[/yellow] {warning}")
 
     if status.optimization:
-        from synthboot.render_optimize import print_optimize, print_rounds
+        from synthboot.cli.render_optimize import print_optimize, print_rounds
 
         print_optimize(console, status.optimization[-1])
         if len({r.round for r in status.optimization}) > 1:

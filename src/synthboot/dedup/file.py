@@ -8,7 +8,7 @@ With several fields, `match="joined"` compares the fields joined into one text; 
 removes a row only when every field on its own matches the same earlier row (two different
 instructions over one long input are then not duplicates).
 
-With only exact and MinHash layers (and joined fields) the file is streamed (`dedup_stream`): read,
+With only exact and MinHash layers (and joined fields) the file is streamed (`synthboot.dedup.stream`): read,
 decided and written a chunk of rows at a time, holding only the kept rows' keys, so a million rows
 fit in a few GB. A semantic layer needs every row's embedding: those files are read whole. The file
 command's semantic layer uses the `static` embedder by default (tens of thousands of texts per
@@ -137,8 +137,8 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
 
 def _dedup_streamed(path: Path, fields: list[str], out: Path, layers: list, pairs: str | Path | None,
                     on_progress: Callable[[str, int, int], None] | None, chunk_rows: int) -> DedupFileResult:
-    """Exact and MinHash layers over the file a chunk of rows at a time (`dedup_stream.StreamingDedup`)."""
-    from synthboot.dedup_stream import StreamingDedup
+    """Exact and MinHash layers over the file a chunk of rows at a time (`synthboot.dedup.stream.StreamingDedup`)."""
+    from synthboot.dedup.stream import StreamingDedup
 
     dedup = StreamingDedup(layers)
     result = DedupFileResult(rows=0, kept=0)

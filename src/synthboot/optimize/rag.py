@@ -17,8 +17,8 @@ import dspy
 import numpy as np
 
 from synthboot.errors import SynthbootError
-from synthboot.metrics import bootstrap_ci
-from synthboot.programs import Program
+from synthboot.optimize.metrics import bootstrap_ci
+from synthboot.optimize.programs import Program
 from synthboot.schema import TaskSchema
 from synthboot.sources import grounded_fields
 from synthboot.spec import Spec

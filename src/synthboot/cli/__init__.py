@@ -34,7 +34,7 @@ def _options(verbose: bool = typer.Option(False, "--verbose", "-v", help="Show D
              version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")) -> None:
     """Bootstrap vetted train/dev/test data for DSPy programs from a spec file."""
-    from synthboot.cli_output import set_verbosity
+    from synthboot.cli.output import set_verbosity
 
     set_verbosity(verbose)
 
@@ -59,8 +59,8 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
         as_json: bool = typer.Option(False, "--json", help="Print the final summary as JSON (docs/json.md).")) -> None:
     """Run the pipeline (or resume it) and print the funnel."""
     from synthboot import pipeline
-    from synthboot.cli_output import display, print_json, status_document
-    from synthboot.render import print_status
+    from synthboot.cli.output import display, print_json, status_document
+    from synthboot.cli.render import print_status
     from synthboot.loader import load_spec
     from synthboot.status import run_status
 
@@ -98,11 +98,11 @@ def run(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
 def status(run_dir: Path = typer.Argument(..., help="A run directory."),
            as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (docs/json.md).")) -> None:
     """Show a run's funnel, rejection reasons, splits, LM calls and diversity."""
-    from synthboot.render import print_status
+    from synthboot.cli.render import print_status
     from synthboot.status import run_status
 
     if as_json:
-        from synthboot.cli_output import print_json, status_document
+        from synthboot.cli.output import print_json, status_document
 
         print_json(out, "status", status_document(run_status(run_dir)))
         return
@@ -141,7 +141,7 @@ def report(run_dir: Path = typer.Argument(..., help="A run directory."),
            to: Optional[Path] = typer.Option(None, help="The HTML file to write (default RUN_DIR/report.html)."),
            open_browser: bool = typer.Option(False, "--open", help="Open the report in a web browser.")) -> None:
     """Write a self-contained HTML report of a run: funnel, distributions, map, duplicates, costs."""
-    from synthboot.cli_output import display
+    from synthboot.cli.output import display
     from synthboot.report import write_report
 
     with display(err) as progress:
@@ -166,7 +166,7 @@ def estimate(spec: Path = typer.Argument(..., help="The spec file (YAML)."),
 
     est = estimate_run(load_spec(spec), limit=limit, lm=lm, measured_from=measured)
     if as_json:
-        from synthboot.cli_output import print_json
+        from synthboot.cli.output import print_json
 
         print_json(out, "estimate", {"calls": est.calls, "tokens": est.tokens, "max_tokens": est.max_tokens,
                                      "cost": est.cost, "wall_seconds": round(est.wall_seconds, 1),
@@ -222,15 +222,15 @@ def optimize(run_dir: Path = typer.Argument(..., help="A finished run directory.
                                                                      "the held-out real test set.")) -> None:
     """Optimize a DSPy program on the run's train/dev splits and score it on test."""
     from synthboot.optimize import OptimizeSettings, run_optimize
-    from synthboot.programs import parse_settings
-    from synthboot.render_optimize import print_optimize
+    from synthboot.optimize.programs import parse_settings
+    from synthboot.cli.render_optimize import print_optimize
 
     _context["run_dir"] = run_dir
     chosen = OptimizeSettings(program=program, module=module, optimizer=optimizer,
                               optimizer_settings=parse_settings(settings, auto), metric=metric,
                               threshold=threshold, lm=lm, api_base=api_base, judge_lm=judge_lm, adapter=adapter,
                               num_threads=num_threads, test_file=str(test) if test else None)
-    from synthboot.cli_output import display, library_prints
+    from synthboot.cli.output import display, library_prints
 
     with display(err) as shown, library_prints():
         report = run_optimize(run_dir, chosen, progress=shown.note, counts=shown)
@@ -243,11 +243,11 @@ def grow(run_dir: Path = typer.Argument(..., help="A run directory with an optim
          per_round: Optional[int] = typer.Option(None, min=1, help="New examples asked for per round "
                                                                    "(default: twice the dev failures).")) -> None:
     """Generate examples aimed at the optimized program's dev failures, filter them, re-optimize."""
-    from synthboot.grow import run_grow
-    from synthboot.render_optimize import print_optimize, print_rounds
+    from synthboot.optimize.grow import run_grow
+    from synthboot.cli.render_optimize import print_optimize, print_rounds
 
     _context["run_dir"] = run_dir
-    from synthboot.cli_output import display, library_prints
+    from synthboot.cli.output import display, library_prints
 
     with display(err) as shown, library_prints():
         result = run_grow(run_dir, rounds=rounds, per_round=per_round, progress=shown.note, counts=shown)
@@ -334,7 +334,7 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
           as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON (docs/json.md).")
           ) -> None:
     """Remove duplicate rows from any JSONL file and print the counts."""
-    from synthboot.dedup_file import dedup_file
+    from synthboot.dedup.file import dedup_file
     from synthboot.progress import progress_printer
 
     with progress_printer(err) as progress:
@@ -343,7 +343,7 @@ def dedup(file: Path = typer.Argument(..., help="A JSONL file (.jsonl or .jsonl.
                                                            "word_overlap": word_overlap_threshold},
                             match=match_fields, on_progress=progress)
     if as_json:
-        from synthboot.cli_output import print_json
+        from synthboot.cli.output import print_json
 
         print_json(out, "dedup", {"rows": result.rows, "kept": result.kept, "removed": result.removed,
                                   "empty": result.empty, "missing": result.missing,
@@ -428,6 +428,3 @@ def _write_traceback(text: str | None = None) -> Path:
         traceback.print_exc()
     return log
 
-
-if __name__ == "__main__":
-    sys.exit(main())
