@@ -8,6 +8,8 @@ import logging
 import os
 import re
 
+import pytest
+
 import synthboot
 from synthboot.cli import main
 from synthboot.cli.output import JSON_SCHEMA_VERSION, set_verbosity
@@ -117,8 +119,11 @@ def test_a_million_items_estimate_with_one_prompt_count_per_distinct_batch(tmp_p
     monkeypatch.setattr(estimate, "prompt_tokens", lambda *a: counted.append(a) or real(*a))
     spec = synthboot.parse_spec(TINY_SPEC.replace("per_topic: 2, per_call: 2", "per_topic: 500000, per_call: 5"))
     est = estimate.estimate_run(spec, lm="openai/gpt-4o-mini")
-    assert est.calls == 200_000 and len(counted) == 2  # two topics, one batch size
-    assert est.wall_seconds > 0 and est.stages[0].prompt_tokens == 100_000 * sum(real(*a) for a in counted)
+    # The default (conditioned) strategy asks for one cell per call: two topics x three difficulties,
+    # one batch size -> six distinct prompts, each counted once.
+    assert est.calls == 200_000 and len(counted) == 6
+    per_cell = [real(*a) for a in counted]  # about 200,000 / 6 calls of each distinct prompt
+    assert est.wall_seconds > 0 and est.stages[0].prompt_tokens == pytest.approx(200_000 / 6 * sum(per_cell), rel=1e-4)
 
 
 def test_concurrency_is_bounded_on_the_cli(tiny_spec_path, tmp_path):
@@ -181,22 +186,29 @@ def test_report_funnel_has_no_judged_stage_without_a_judge_and_names_the_metric(
     assert fig.layout.yaxis.title.text == "semantic_f1" and "semantic_f1" in fig.layout.title.text
 
 
-def test_review_page_shows_the_matched_examples_text(tiny_run, copy_run):
+def test_review_page_shows_the_matched_examples_text(tmp_path):
+    from markupsafe import escape
     from starlette.testclient import TestClient
 
+    from synthboot.lm.scripted import scripted_lm
     from synthboot.report.data import candidate_rows
     from synthboot.report.review_app import create_app
     from synthboot.store import Store
 
-    run = copy_run(tiny_run)  # the review app holds the run's lock
+    # A scripted generator that writes every example twice: dedup removes each second copy.
+    item = {"question": "How do you open a file for appending in Python?",
+            "answer": "Call open() with mode 'a', which writes at the end of the file.", "difficulty": "easy"}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(TINY_SPEC)
+    run = tmp_path / "run"
+    synthboot.run(synthboot.load_spec(spec), run,
+                  lm=scripted_lm([json.dumps({"examples": [item, item]})], cycle=True))
     with Store(run) as store:
         rows = candidate_rows(store)
-    dup = next(r for r in rows if r.matched_id is not None)  # the embedded model copies seeds: dedup removes them
+    dup = next(r for r in rows if r.matched_id is not None)
     matched = next(r for r in rows if r.id == dup.matched_id)
     with TestClient(create_app(run)) as client:
         page = client.get("/", params={"outcome": "dedup"}).text
-    from markupsafe import escape
-
     assert f"duplicate of #{dup.matched_id}: <q>" in page
     assert str(escape(matched.text(list(matched.fields))))[:40] in page
 

@@ -114,9 +114,10 @@ def test_a_sources_spec_needs_a_context_input_field(tmp_path):
     with pytest.raises(SpecError, match="context"):
         synthboot.parse_spec("task: t\nfields:\n  question: {type: str, input: true}\n  answer: {type: str}\n"
                              "sources: {paths: [a.md]}\n")
-    with pytest.raises(SpecError, match="topics"):
-        synthboot.parse_spec("task: t\nfields:\n  question: {type: str, input: true}\n  answer: {type: str}\n"
-                             "seeds: [{question: q, answer: a}]\n")
+    # Neither topics nor sources is fine: the LM proposes the topics (issue 11, generate.subtopics).
+    spec = synthboot.parse_spec("task: t\nfields:\n  question: {type: str, input: true}\n  answer: {type: str}\n"
+                                "seeds: [{question: q, answer: a}]\n")
+    assert spec.topics == [] and spec.sources is None
 
 
 def test_pdf_pages_are_sections():

@@ -125,9 +125,7 @@ def run_status(run_dir: str | Path) -> RunStatus:
 
         topup = store.get_meta(TOPUP_META)
         split_warnings = store.get_meta(SPLIT_WARNINGS_META, []) or []
-        from synthboot.stages.subtopics import stored_subtopics
-
-        subtopics = stored_subtopics(store)
+        subtopics = store.subtopics()
         rule_errors = _rule_errors(store)
         failed = store.failed_task_count()
         optimization: list = []

@@ -24,6 +24,7 @@ from synthboot.secrets import scrub
 from synthboot.spec import Spec
 
 DB_NAME = "synthboot.db"
+SUBTOPICS_META = "subtopics"  # meta key of the LM-proposed subtopics (stages.subtopics)
 LOCK_NAME = "run.lock"
 
 # Numbered migrations; the applied ones are recorded in `migrations`. Add, never edit.
@@ -440,6 +441,13 @@ class Store:
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else default
+
+    def subtopics(self) -> list[str] | None:
+        """The subtopics the LM proposed for this run, if it did (stages.subtopics writes them).
+
+        Here rather than there so that `status` reads them without importing DSPy."""
+        entry = self.get_meta(SUBTOPICS_META)
+        return list(entry["topics"]) if entry else None
 
     def save_spec(self, spec_hash: str, body: dict[str, Any]) -> None:
         with self._transaction() as conn:

@@ -21,9 +21,9 @@ from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.schema import all_seeds
 from synthboot.spec import Spec
-from synthboot.store import Store
+from synthboot.store import SUBTOPICS_META, Store
 
-META_KEY = "subtopics"
+META_KEY = SUBTOPICS_META
 PURPOSE = "subtopics"
 MAX_LENGTH = 60
 
@@ -48,8 +48,7 @@ def proposal_key(spec: Spec, model: str) -> str:
 
 def stored_subtopics(store: Store) -> list[str] | None:
     """The subtopics the LM proposed for this run, if it did."""
-    entry = store.get_meta(META_KEY)
-    return list(entry["topics"]) if entry else None
+    return store.subtopics()
 
 
 def clean(proposed: list, limit: int) -> list[str]:
