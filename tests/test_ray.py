@@ -62,6 +62,10 @@ def test_remote_lm_with_judge_on_ray_matches_local(ray_cluster, tiny_spec_path, 
     # The semantic dedup layer is off here: dedup on Ray is the first test's; this one is about calls.
     spec = synthboot.load_spec(tiny_spec_path, overrides={"generate.per_topic": 4, "judge.enabled": True,
                                                           "verify.enabled": True,
+                                                          # The server's made-up answers never resemble a
+                                                          # re-prediction: agree on any text, so the judge
+                                                          # still sees candidates.
+                                                          "verify.text_threshold": 0.0,
                                                           "generate.requests_per_minute": 6000,
                                                           "dedup.semantic.enabled": False})
     runs = {}
