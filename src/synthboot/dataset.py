@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 from synthboot.errors import SynthbootError
 from synthboot.features import arrow_schema, hf_features, typed_rows
+from synthboot.jsonl import write_jsonl
 from synthboot.store import Store
 from synthboot.view import SPLITS, DatasetView
 from synthboot.task import Task
@@ -42,13 +42,13 @@ def export(run_dir: str | Path, fmt: ExportFormat = "jsonl", to: str | Path | No
         written: list[Path] = []
         if fmt == "jsonl":
             for split, items in rows.items():
-                written.append(_write_jsonl(target / f"{split}.jsonl", items))
+                written.append(write_jsonl(target / f"{split}.jsonl", items))
             outcomes = view.outcomes
             audit = [{"id": c.id, "origin": c.origin, "topic": c.topic, "round": c.round,
                       "outcome": outcomes.get(c.id, ("reference", None))[0],
                       "reason": outcomes.get(c.id, (None, None))[1], "fields": c.fields,
                       "parse_error": c.parse_error} for c in view.candidates]
-            written.append(_write_jsonl(target / "candidates.jsonl", audit))
+            written.append(write_jsonl(target / "candidates.jsonl", audit))
         elif fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -83,12 +83,3 @@ def _writable_folder(target: Path, *, given: bool) -> None:
         raise SynthbootError(f"cannot create {target}: {exc.strerror or exc}{hint}") from None
     if not os.access(target, os.W_OK):
         raise SynthbootError(f"cannot write to {target}{hint}")
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path

@@ -20,10 +20,11 @@ from synthboot.errors import SynthbootError
 from synthboot.jsonl import numbered_rows
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
-from synthboot.stages.dedup import compare_text, normalize
+from synthboot.stages.dedup import compare_text
 from synthboot.stages.split import SPLITS
 from synthboot.store import Store
 from synthboot.task import Task
+from synthboot.text import normalize
 
 ORIGIN = "human"
 SETTINGS_HASH = "human-import"

@@ -1,9 +1,10 @@
-"""Reading JSONL files of objects (seeds, real examples, any data to dedup), one place for its errors."""
+"""Reading and writing JSONL files of objects (seeds, real examples, exports, any data to dedup), one place for its errors."""
 
 from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,16 @@ def numbered_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
             raise SynthbootError(f"{path} line {n} is not a JSON object")
         rows.append((n, row))
     return rows
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write `rows` one JSON object a line (gzip when the name ends in .gz), atomically via a .tmp file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    opener = gzip.open if path.suffix == ".gz" else open  # the name says gzip: write gzip
+    with opener(tmp, "wt", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path

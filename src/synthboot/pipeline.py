@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dspy
 
@@ -93,7 +94,7 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
                 [spec.generate.lm, spec.judge.lm or spec.generate.lm if spec.judge.enabled else None,
                  spec.verify.lm or spec.generate.lm if spec.verify.enabled else None])
             # Passed only with a budget, so engines that take no `should_stop` still run without one.
-            stop = {} if guard is None else {"should_stop": guard.exhausted}
+            stop: dict[str, Any] = {} if guard is None else {"should_stop": guard.exhausted}
             if spec.sources is not None:
                 # Documents as the source (issue 13): one task per chunk, grounded in it.
                 if engine != "local":

@@ -23,6 +23,7 @@ from typing import Any
 from synthboot.errors import SpecError
 from synthboot.schema import TaskSchema, import_object
 from synthboot.spec import RuleSpec
+from synthboot.text import normalize
 
 Check = Callable[[dict[str, Any], RuleSpec, TaskSchema], str | None]
 
@@ -96,11 +97,11 @@ def answer_leak(example, rule, schema):
     outputs = [f for f in (rule.fields or schema.outputs) if f in schema.outputs and f not in enums]
     min_chars = int(rule.value or 12)
     for out in outputs:
-        answer = _normalize(_text(example, out))
+        answer = normalize(_text(example, out))
         if len(answer) < min_chars:
             continue
         for inp in schema.inputs:
-            if answer in _normalize(_text(example, inp)):
+            if answer in normalize(_text(example, inp)):
                 return f"{out} appears inside {inp}"
     return None
 
@@ -231,7 +232,3 @@ def _custom(fn: Callable, example: dict[str, Any], rule: RuleSpec) -> str | None
     if outcome is True or outcome is None:
         return None
     return outcome if isinstance(outcome, str) else f"{rule.check} returned {outcome!r}"
-
-
-def _normalize(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synthboot.errors import SynthbootError
-from synthboot.jsonl import read_jsonl
+from synthboot.jsonl import read_jsonl, write_jsonl
 from synthboot.spec import DedupSpec
 from synthboot.stages.dedup import (LAYER_NAMES, DedupOutcome, ExactLayer, Layer, MinHashLayer, SemanticLayer,
                                     WordOverlapLayer, dedup_records)
@@ -126,11 +126,11 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
                              missing=sum(1 for row in rows if not any(f in row for f in fields)))
     for name, _, _ in outcome.removed.values():
         result.removed[name] += 1
-    _write_jsonl(Path(out), (rows[i] for i in outcome.kept))
+    write_jsonl(Path(out), (rows[i] for i in outcome.kept))
     if pairs is not None:
-        _write_jsonl(Path(pairs), ({"line": i + 1, "duplicate_of_line": j + 1, "layer": layer, "similarity": score,
-                                    "text": records[i][1], "duplicate_of_text": records[j][1]}
-                                   for i, (layer, j, score) in sorted(outcome.removed.items())))
+        write_jsonl(Path(pairs), ({"line": i + 1, "duplicate_of_line": j + 1, "layer": layer, "similarity": score,
+                                   "text": records[i][1], "duplicate_of_text": records[j][1]}
+                                  for i, (layer, j, score) in sorted(outcome.removed.items())))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -279,13 +279,3 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
-def _write_jsonl(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if path.suffix == ".gz" else open  # the name says gzip: write gzip
-    with opener(tmp, "wt", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)

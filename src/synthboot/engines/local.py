@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from synthboot.lm import make_lm
 from synthboot.stages.dedup import run_dedup
 from synthboot.stages.generate import run_generate
 from synthboot.stages.judge import run_judge
@@ -11,6 +12,7 @@ from synthboot.stages.verify import run_verify
 
 class LocalEngine:
     name = "local"
+    make_lm = staticmethod(make_lm)
     run_generate = staticmethod(run_generate)
     run_validate = staticmethod(run_validate)
     run_dedup = staticmethod(run_dedup)

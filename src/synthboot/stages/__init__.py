@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthboot.store import Candidate, Store
+from synthboot.store import Candidate, Decision, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
 # `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding). It runs
@@ -38,6 +40,48 @@ class StageResult:
     def summary(self) -> str:
         reasons = ", ".join(f"{r} {n}" for r, n in self.rejected.most_common())
         return f"{self.stage}: decided {self.decided}, kept {self.kept}" + (f" (rejected: {reasons})" if reasons else "")
+
+
+def write_counted(store: Store, stage: str, stage_hash: str, result: StageResult, decisions: list[Decision]) -> None:
+    """Write `decisions` for `stage` and count them in `result`."""
+    for d in decisions:
+        result.decided += 1
+        if d.kept:
+            result.kept += 1
+        else:
+            result.rejected[d.reason] += 1
+    store.write_decisions(stage, stage_hash, decisions)
+
+
+def decide_concurrently(store: Store, stage: str, stage_hash: str, result: StageResult,
+                        one: Callable[[Candidate], Decision | None], candidates: Sequence[Candidate], *,
+                        concurrency: int = 1, on_progress: Callable[[int, int], None] | None = None) -> None:
+    """`one` over the candidates on a thread pool (the LM-calling stages, verify and judge).
+
+    Decisions are written (and counted in `result`) in small batches as verdicts arrive: a crash
+    keeps what was decided. `None` (stopped, or the LM failed) leaves a candidate undecided.
+    """
+    done = 0
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=stage)
+    try:
+        batch: list[Decision] = []
+        for decision in pool.map(one, candidates):
+            if decision is None:
+                continue
+            batch.append(decision)
+            done += 1
+            if len(batch) >= 8:
+                write_counted(store, stage, stage_hash, result, batch)
+                batch = []
+            if on_progress:
+                on_progress(done, len(candidates))
+        write_counted(store, stage, stage_hash, result, batch)
+    except BaseException as exc:
+        # On Ctrl-C/SIGTERM drop the queued verdicts (pool.map queued them all) and do not wait for
+        # those in flight; the calls already answered are in the store, so nothing is paid twice.
+        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def settings_hash(upstream: str, *settings: Any) -> str:

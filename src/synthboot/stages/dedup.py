@@ -28,6 +28,7 @@ from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 from synthboot.store import Candidate, Decision, Store
 from synthboot.task import Task
+from synthboot.text import normalize
 from synthboot.view import with_edits
 
 STAGE = "dedup"
@@ -45,11 +46,6 @@ class Layer(Protocol):
 
     def candidates(self, texts: Sequence[str]) -> Neighbours:
         """For each text, the earlier texts (by position) it duplicates, with their similarity, best first."""
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation dropped, whitespace folded: what 'the same text' means for exact dedup."""
-    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 _WORD = re.compile(r"\w+")

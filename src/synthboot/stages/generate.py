@@ -162,15 +162,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                     result.candidates += count
                     result.tasks_run += 1
                 except Exception as exc:  # an LM failure is recorded, the run goes on
-                    result.tasks_failed += 1
-                    result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
-                    store.fail_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round,
-                                    error=f"{type(exc).__name__}: {exc}")
-                    store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
-                    if isinstance(exc, SynthbootError):
-                        raise
-                    if (fatal := fatal_error(exc, lm.model)) is not None:
-                        raise fatal from None
+                    record_task_failure(store, result, lm, exc, key=task.key, topic=task.topic, round=task.round)
                 finished += 1
                 if on_progress:
                     on_progress(finished, len(tasks))
@@ -183,6 +175,20 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     if streak.tripped:
         raise streak.error(lm.model, spec.generate.api_base)
     return result
+
+
+def record_task_failure(store: Store, result: GenerateResult, lm: dspy.LM, exc: Exception, *, key: str,
+                        topic: str | None, round: int) -> None:
+    """A generation task that raised: counted, its error kept and stored; re-raised when the stage
+    cannot go on (a `SynthbootError`, or an LM error no other task can get past)."""
+    result.tasks_failed += 1
+    result.errors.append(scrub(f"{key}: {type(exc).__name__}: {exc}"))
+    store.fail_task(key=key, stage=STAGE, topic=topic, round=round, error=f"{type(exc).__name__}: {exc}")
+    store.add_failure(purpose=STAGE, task_key=key, model=lm.model, error=exc)
+    if isinstance(exc, SynthbootError):
+        raise exc
+    if (fatal := fatal_error(exc, lm.model)) is not None:
+        raise fatal from None
 
 
 def _history(store: Store, tasks: list[GenerationTask], wave: int) -> list:

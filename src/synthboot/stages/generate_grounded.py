@@ -30,10 +30,9 @@ from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema, all_seeds
-from synthboot.secrets import scrub
 from synthboot.sources import GroundedFields, grounded_fields
 from synthboot.spec import Spec
-from synthboot.stages.generate import GenerateResult, parse_items
+from synthboot.stages.generate import GenerateResult, parse_items, record_task_failure
 from synthboot.store import Chunk, Store
 
 STAGE = "generate"
@@ -201,15 +200,7 @@ def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[Gro
                 result.candidates += count
                 result.tasks_run += 1
             except Exception as exc:  # an LM failure is recorded, the run goes on
-                result.tasks_failed += 1
-                result.errors.append(scrub(f"{task.key}: {type(exc).__name__}: {exc}"))
-                store.fail_task(key=task.key, stage=STAGE, topic=task.document, round=task.round,
-                                error=f"{type(exc).__name__}: {exc}")
-                store.add_failure(purpose=STAGE, task_key=task.key, model=lm.model, error=exc)
-                if isinstance(exc, SynthbootError):
-                    raise
-                if (fatal := fatal_error(exc, lm.model)) is not None:
-                    raise fatal from None
+                record_task_failure(store, result, lm, exc, key=task.key, topic=task.document, round=task.round)
             finished += 1
             if on_progress:
                 on_progress(finished, len(tasks))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dspy
@@ -18,7 +17,7 @@ from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.spec import Spec
-from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages import StageResult, decide_concurrently, passed, settings_hash
 from synthboot.store import Candidate, Decision, Store
 
 STAGE = "judge"
@@ -90,33 +89,7 @@ def run_judge(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str, 
         return Decision(cand.id, kept, None if kept else "low_judge_score",
                         {"reasoning": reasoning, "threshold": spec.judge.threshold}, score=score)
 
-    done = 0
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="judge")
-    try:
-        # Decisions are written in small batches as verdicts arrive: a crash keeps what was judged.
-        batch: list[Decision] = []
-        for decision in pool.map(one, todo):
-            if decision is None:
-                continue
-            batch.append(decision)
-            done += 1
-            result.decided += 1
-            if decision.kept:
-                result.kept += 1
-            else:
-                result.rejected[decision.reason] += 1
-            if len(batch) >= 8:
-                store.write_decisions(STAGE, stage_hash, batch)
-                batch = []
-            if on_progress:
-                on_progress(done, len(todo))
-        store.write_decisions(STAGE, stage_hash, batch)
-    except BaseException as exc:
-        # On Ctrl-C/SIGTERM drop the queued verdicts (pool.map queued them all) and do not wait for
-        # those in flight; the calls already answered are in the store, so nothing is paid twice.
-        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
-        raise
-    pool.shutdown()
+    decide_concurrently(store, STAGE, stage_hash, result, one, todo, concurrency=concurrency, on_progress=on_progress)
     if fatal:
         raise fatal[0]
     if streak.tripped:

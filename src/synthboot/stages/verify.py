@@ -26,7 +26,6 @@ To add a check, write a `BatchCheck` (decides many candidates at once, offline) 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,7 +40,7 @@ from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
-from synthboot.stages import StageResult, passed, settings_hash
+from synthboot.stages import StageResult, decide_concurrently, passed, settings_hash, write_counted
 from synthboot.store import Candidate, Decision, Store
 from synthboot.task import Task
 
@@ -237,7 +236,7 @@ def run_verify(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str,
     todo = [c for c in passed(store, "dedup", upstream_hash)
             if (d := existing.get(c.id)) is None or d.settings_hash != stage_hash]
     if not spec.verify.enabled:
-        _write(store, stage_hash, result, [Decision(c.id, True, details={"verify": "off"}) for c in todo])
+        write_counted(store, STAGE, stage_hash, result, [Decision(c.id, True, details={"verify": "off"}) for c in todo])
         return result
 
     found: dict[int, dict[str, Any]] = {c.id: {} for c in todo}
@@ -251,11 +250,11 @@ def run_verify(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str,
                 found[cand.id][check.name] = outcome.details
             if outcome.reason is not None:
                 rejected.append(Decision(cand.id, False, outcome.reason, found[cand.id]))
-        _write(store, stage_hash, result, rejected)
+        write_counted(store, STAGE, stage_hash, result, rejected)
         gone = {d.candidate_id for d in rejected}
         remaining = [c for c in remaining if c.id not in gone]
     if not call_checks:
-        _write(store, stage_hash, result, [Decision(c.id, True, details=found[c.id]) for c in remaining])
+        write_counted(store, STAGE, stage_hash, result, [Decision(c.id, True, details=found[c.id]) for c in remaining])
         return result
 
     model = getattr(lm, "model", None)
@@ -284,40 +283,10 @@ def run_verify(store: Store, spec: Spec, lm: dspy.LM | None, upstream_hash: str,
                 return Decision(cand.id, False, outcome.reason, details, score=outcome.score)
         return Decision(cand.id, True, None, details, score=score)
 
-    done = 0
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="verify")
-    try:
-        # Decisions are written in small batches as verdicts arrive: a crash keeps what was verified.
-        pending: list[Decision] = []
-        for decision in pool.map(one, remaining):
-            if decision is None:
-                continue
-            pending.append(decision)
-            done += 1
-            if len(pending) >= 8:
-                _write(store, stage_hash, result, pending)
-                pending = []
-            if on_progress:
-                on_progress(done, len(remaining))
-        _write(store, stage_hash, result, pending)
-    except BaseException as exc:
-        # On Ctrl-C/SIGTERM drop the queued verdicts and do not wait for those in flight; the
-        # calls already answered are in the store, so nothing is paid twice.
-        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
-        raise
-    pool.shutdown()
+    decide_concurrently(store, STAGE, stage_hash, result, one, remaining, concurrency=concurrency,
+                        on_progress=on_progress)
     if fatal:
         raise fatal[0]
     if streak.tripped:
         raise streak.error(model, spec.verify.api_base or spec.generate.api_base)
     return result
-
-
-def _write(store: Store, stage_hash: str, result: StageResult, decisions: list[Decision]) -> None:
-    for d in decisions:
-        result.decided += 1
-        if d.kept:
-            result.kept += 1
-        else:
-            result.rejected[d.reason] += 1
-    store.write_decisions(STAGE, stage_hash, decisions)
