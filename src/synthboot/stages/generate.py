@@ -9,11 +9,12 @@ with its parse error.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +118,6 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
-    finished = result.tasks_skipped
 
     streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
     halted = threading.Event()  # an error no other task can get past (a bad key, a broken spec)
@@ -144,15 +144,36 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
         streak.succeeded()
         return count
 
-    # Every task is queued at once and each worker takes the next as soon as it is free: with many
-    # calls in flight, handing each next task out from this thread would idle a slot for as long as
-    # this thread waits for the GIL. Results land in the store as each task completes (in
-    # `_run_task`), so a crash loses only the calls in flight.
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate")
-    try:
+    def waves() -> Iterator[list[tuple[GenerationTask, Callable[[], int | None]]]]:
+        # A wave's history is read only once the wave before it has finished (the generator is lazy).
         for wave in sorted({t.wave for t in todo}):
             history = _history(store, tasks, wave) if strategy in strategies.USES_HISTORY else []
-            futures = {pool.submit(one, task, history): task for task in todo if task.wave == wave}
+            yield [(task, functools.partial(one, task, history)) for task in todo if task.wave == wave]
+
+    run_task_waves(store, result, lm, waves(), concurrency=concurrency, thread_name="generate",
+                   topic_of=lambda task: task.topic, total=len(tasks), on_progress=on_progress)
+    if streak.tripped:
+        raise streak.error(lm.model, spec.generate.api_base)
+    return result
+
+
+def run_task_waves(store: Store, result: GenerateResult, lm: dspy.LM,
+                   waves: Iterable[list[tuple[Any, Callable[[], int | None]]]], *, concurrency: int,
+                   thread_name: str, topic_of: Callable[[Any], str | None], total: int,
+                   on_progress: Callable[[int, int], None] | None) -> None:
+    """Run generation jobs (task, job) on one pool, wave after wave, counting them into `result`.
+
+    A job returns the candidates it stored, or None when it was left undone for the next run. Every
+    task of a wave is queued at once and each worker takes the next as soon as it is free: with many
+    calls in flight, handing each next task out from this thread would idle a slot for as long as
+    this thread waits for the GIL. Results land in the store as each job completes, so a crash
+    loses only the calls in flight.
+    """
+    finished = result.tasks_skipped
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=thread_name)
+    try:
+        for wave in waves:
+            futures = {pool.submit(job): task for task, job in wave}
             for future in as_completed(futures):
                 task = futures[future]
                 try:
@@ -162,19 +183,16 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
                     result.candidates += count
                     result.tasks_run += 1
                 except Exception as exc:  # an LM failure is recorded, the run goes on
-                    record_task_failure(store, result, lm, exc, key=task.key, topic=task.topic, round=task.round)
+                    record_task_failure(store, result, lm, exc, key=task.key, topic=topic_of(task), round=task.round)
                 finished += 1
                 if on_progress:
-                    on_progress(finished, len(tasks))
+                    on_progress(finished, total)
     except BaseException as exc:
         # On Ctrl-C/SIGTERM do not wait for the calls in flight (a hung server, retries asleep, a
         # slow local call): their replies would be lost anyway, and the user asked to stop now.
         pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
         raise
     pool.shutdown()
-    if streak.tripped:
-        raise streak.error(lm.model, spec.generate.api_base)
-    return result
 
 
 def record_task_failure(store: Store, result: GenerateResult, lm: dspy.LM, exc: Exception, *, key: str,

@@ -13,11 +13,11 @@ independent of the other chunks, and on the target mix over many chunks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from itertools import zip_longest
 from typing import Any
@@ -32,7 +32,7 @@ from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.sources import GroundedFields, grounded_fields
 from synthboot.spec import Spec
-from synthboot.stages.generate import GenerateResult, parse_items, record_task_failure
+from synthboot.stages.generate import GenerateResult, parse_items, run_task_waves
 from synthboot.store import Chunk, Store
 
 STAGE = "generate"
@@ -172,7 +172,6 @@ def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[Gro
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
-    finished = result.tasks_skipped
     streak, halted = FailureStreak(STAGE), threading.Event()
 
     def one(task: GroundedTask) -> int | None:
@@ -188,26 +187,9 @@ def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[Gro
         streak.succeeded()
         return count
 
-    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="generate-grounded")
-    try:
-        futures = {pool.submit(one, task): task for task in todo}
-        for future in as_completed(futures):
-            task = futures[future]
-            try:
-                count = future.result()
-                if count is None:
-                    continue
-                result.candidates += count
-                result.tasks_run += 1
-            except Exception as exc:  # an LM failure is recorded, the run goes on
-                record_task_failure(store, result, lm, exc, key=task.key, topic=task.document, round=task.round)
-            finished += 1
-            if on_progress:
-                on_progress(finished, len(tasks))
-    except BaseException as exc:
-        pool.shutdown(wait=not isinstance(exc, KeyboardInterrupt), cancel_futures=True)
-        raise
-    pool.shutdown()
+    run_task_waves(store, result, lm, [[(task, functools.partial(one, task)) for task in todo]],
+                   concurrency=concurrency, thread_name="generate-grounded", topic_of=lambda task: task.document,
+                   total=len(tasks), on_progress=on_progress)
     if streak.tripped:
         raise streak.error(lm.model, spec.generate.api_base)
     return result
