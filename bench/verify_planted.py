@@ -15,6 +15,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
     python bench/verify_planted.py vote
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
     python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
+    python bench/verify_planted.py lm --lm local/qwen2.5-coder-1.5b --module pot --k 3 --gsm8k 12 --clinc 0
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from synthboot.lm.calls import store_as_lm_cache  # noqa: E402
 from synthboot.spec import Spec  # noqa: E402
 from synthboot.stages.dedup import run_dedup  # noqa: E402
+from synthboot.stages.grounding import run_grounding  # noqa: E402
 from synthboot.stages.validate import run_validate  # noqa: E402
 from synthboot.stages.verify import run_verify  # noqa: E402
 from synthboot.store import Store  # noqa: E402
@@ -86,7 +88,8 @@ def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> 
                           items=[{"fields": r} for r in rows], model="planted", temperature=None)
         with store_as_lm_cache(store) as cache:
             v = run_validate(store, spec)
-            d = run_dedup(store, spec, v.settings_hash)
+            g = run_grounding(store, spec, None, v.settings_hash)  # no sources: passes every candidate on
+            d = run_dedup(store, spec, g.settings_hash)
             started = time.perf_counter()
             result = run_verify(store, spec, lm, d.settings_hash, concurrency=concurrency)
             seconds = time.perf_counter() - started
@@ -134,7 +137,7 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
 
 
 def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k: int,
-             max_tokens: int = 256) -> list[dict]:
+             max_tokens: int = 256, details: Path | None = None) -> list[dict]:
     from synthboot.lm import make_lm
 
     rng = random.Random(seed)
@@ -153,6 +156,9 @@ def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k:
                 answer = next(q["answer"] for q in rng.sample(test, 20) if q["answer"] != p["answer"])
             wrong.append({"question": p["question"], "answer": answer})
         decisions, info = verify_rows(math_spec(train[:2], **verify), rows + wrong, lm)
+        if details is not None:  # every row's verdict with the verifier's values (and programs, with pot)
+            details.write_text(json.dumps([{"row": r, "wrong": i >= len(rows), **decisions.get(i, {})}
+                                           for i, r in enumerate(rows + wrong)], indent=1, default=str))
         out.append({"part": f"lm:{lm_name}:{module}:k{k}", "data": "gsm8k",
                     **rates(decisions, set(range(len(rows), 2 * len(rows))), 2 * len(rows)), **info,
                     "predicted_right": sum(d["details"].get("lm", {}).get("fields", {}).get("answer", {}).get("agree", False)
@@ -176,17 +182,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lm", default="local")
     parser.add_argument("--gsm8k", type=int, default=12)
     parser.add_argument("--clinc", type=int, default=8)
-    parser.add_argument("--module", default="predict", choices=["predict", "cot"])
+    parser.add_argument("--module", default="predict", choices=["predict", "cot", "pot"])
     parser.add_argument("--k", type=int, default=1, help="lm: self-consistency samples")
     parser.add_argument("--max-tokens", type=int, default=256, help="lm: the verifier's reply budget")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--details", type=Path, help="lm: write each GSM8K row's verdict and details here (JSON)")
     args = parser.parse_args(argv)
     if not SHARED.exists():
         sys.exit(f"benchmark data not found at {SHARED}")
     if args.part == "vote":
         results = [r for n in args.per_intent for r in bench_vote(n, args.test, args.seed)]
     else:
-        results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens)
+        results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens,
+                           args.details)
     for r in results:
         print(json.dumps(r))
 

@@ -222,7 +222,9 @@ def _verify_estimate(spec: Spec, schema: TaskSchema, seeds: list[dict], verify_l
 
     fields = checked_fields(spec, schema)
     seed = seeds[0] if seeds else {n: "" for n in schema.names}
-    program = load_program(f"{', '.join(schema.inputs)} -> {', '.join(fields)}", schema, spec.verify.module)
+    # pot asks for a short program instead of the value: about the prompt and reply of `predict`.
+    module = "predict" if spec.verify.module == "pot" else spec.verify.module
+    program = load_program(f"{', '.join(schema.inputs)} -> {', '.join(fields)}", schema, module)
     signature = program.module.predictors()[0].signature
     one_prompt = prompt_tokens(verify_lm, signature, {n: seed.get(n, "") for n in schema.inputs})
     reply = measured["verify"]["completion"] if "verify" in measured else \

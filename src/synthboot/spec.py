@@ -277,7 +277,9 @@ class VerifySpec(_Strict):
     enabled: bool = True
     lm: str | None = None  # the verifier; defaults to the generator's LM
     api_base: str | None = None
-    module: Literal["predict", "cot"] = "predict"  # cot for reasoning tasks (math)
+    # cot: reason first; pot (math): int/float fields are computed by a short arithmetic program
+    # the verifier writes, evaluated safely by synthboot (stages.verify_pot, BENCHMARKS.md).
+    module: Literal["predict", "cot", "pot"] = "predict"
     # Output fields the verifier predicts and compares; default: every output except the
     # diversity field (an attribute such as difficulty describes the example, it is not its answer)
     # and a field named `topic`.

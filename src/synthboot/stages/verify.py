@@ -41,6 +41,7 @@ from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.stages import StageResult, decide_concurrently, passed, settings_hash, write_counted
+from synthboot.stages.verify_pot import POT_VERSION, ProgramOfThought, numeric_fields
 from synthboot.store import Candidate, Decision, Store
 from synthboot.task import Task
 
@@ -129,8 +130,14 @@ class LMCheck:
         from synthboot.optimize.programs import load_program  # late: programs imports the optimizers' registry
 
         self.spec, self.schema, self.lm, self.fields = spec, schema, lm, fields
-        ref = f"{', '.join(schema.inputs)} -> {', '.join(fields)}"
-        self.program = load_program(ref, schema, spec.verify.module).module
+        # `pot`: numeric fields are computed by a program the verifier writes (stages.verify_pot),
+        # any other checked field is predicted as with `predict`.
+        self.pot = ProgramOfThought(spec, schema, numeric_fields(schema, fields)) \
+            if spec.verify.module == "pot" and numeric_fields(schema, fields) else None
+        predicted = [f for f in fields if self.pot is None or f not in self.pot.fields]
+        ref = f"{', '.join(schema.inputs)} -> {', '.join(predicted)}"
+        self.program = load_program(ref, schema, "predict" if spec.verify.module == "pot" else spec.verify.module
+                                    ).module if predicted else None
         self.k = spec.verify.self_consistency
         self.rules = {f: self._rule(f) for f in fields}
         needs_embedder = any(r["match"] == "embedding" for r in self.rules.values())
@@ -150,7 +157,8 @@ class LMCheck:
         v = self.spec.verify
         return {"v": 1, "lm": self.lm.model, "module": v.module, "rules": self.rules, "k": self.k,
                 "temperature": v.temperature if self.k > 1 else 0.0, "max_tokens": v.max_tokens,
-                "embedder": v.embedder if self.embedder else None}
+                "embedder": v.embedder if self.embedder else None,
+                **({"pot": {"fields": self.pot.fields, "v": POT_VERSION}} if self.pot else {})}
 
     def _config(self, sample: int) -> dict[str, Any]:
         config: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.spec.verify.max_tokens}
@@ -161,10 +169,18 @@ class LMCheck:
         return config
 
     def predict(self, fields: dict[str, Any], sample: int = 0) -> dict[str, Any]:
+        """The predicted checked fields; with `pot`, also `_programs`: field -> program, value, error."""
         inputs = {n: fields.get(n) for n in self.schema.inputs}
+        predicted: dict[str, Any] = {}
         with dspy.context(lm=self.lm, adapter=JSON_ADAPTER), call_scope(STAGE):
-            out = self.program(**inputs, config=self._config(sample))
-        return {f: out.get(f) for f in self.fields}
+            if self.program is not None:
+                out = self.program(**inputs, config=self._config(sample))
+                predicted = {f: out.get(f) for f in self.fields if f in out}
+            if self.pot is not None:
+                computed = self.pot.compute(inputs, self._config(sample))
+                predicted.update({f: c.value for f, c in computed.items()})
+                predicted["_programs"] = {f: c.as_dict() for f, c in computed.items()}
+        return predicted
 
     def check(self, cand: Candidate) -> Outcome:
         fields = cand.fields or {}
@@ -196,6 +212,9 @@ class LMCheck:
                              "agree": agree, "score": score, "match": found[0].match}
             if self.k > 1:
                 details[name]["votes"] = f"{agreeing}/{self.k}"
+            programs = [s["_programs"][name] for s in samples if name in s.get("_programs", {})]
+            if programs:
+                details[name]["programs"] = programs
             if not agree and failed is None:
                 failed = name
         if errors:
