@@ -106,17 +106,21 @@ class _Interpreter:
         self.names: dict[str, Number] = {}
 
     def run(self, tree: ast.Module) -> Number:
-        last: Number | None = None
+        shown: Number | None = None     # the last bare expression or print
+        assigned: Number | None = None  # the last assignment
         for statement in tree.body:
             value = self.statement(statement)
-            if value is not None:
-                last = value
+            if value is not None and isinstance(statement, ast.Expr):
+                shown = value
+            elif value is not None:
+                assigned = value
         for name in RESULT_NAMES:
             if name in self.names:
                 return self.names[name]
-        if last is None:
+        result = shown if shown is not None else assigned
+        if result is None:
             raise ProgramError("the program computes no value")
-        return last
+        return result
 
     def statement(self, node: ast.stmt) -> Number | None:
         if isinstance(node, ast.Assign):

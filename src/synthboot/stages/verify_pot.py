@@ -26,13 +26,21 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 
 NUMERIC_KINDS = ("int", "float")
-POT_VERSION = 1  # part of the verify settings hash: bump when the prompt or the evaluator changes verdicts
+POT_VERSION = 2  # part of the verify settings hash: bump when the prompt or the evaluator changes verdicts
 INSTRUCTIONS = """{task}
 
-Write a short Python program that computes `{field}` ({description}) for the given input. Use one
-line per step: name each intermediate quantity (`price = 3 * 12`) and assign the final value to
-`answer`. Use only numbers, + - * / // % **, parentheses and abs, round, min, max, int, floor, ceil.
-No imports, strings, loops, functions or print."""
+Write a short Python program that computes `{field}` ({description}) for the given input. First
+assign each number the input gives to a variable named after what it counts, then compute each
+intermediate quantity on its own line, then assign the final value to `answer`. Use only numbers,
++ - * / // % **, parentheses and abs, round, min, max, int, floor, ceil. No imports, strings,
+loops, functions or print. For example, for the word problem "Tom has 3 boxes of 12 pencils and gives away 10
+pencils. How many pencils does he have left?":
+
+boxes = 3
+pencils_per_box = 12
+given_away = 10
+pencils = boxes * pencils_per_box
+answer = pencils - given_away"""
 
 
 def numeric_fields(schema: TaskSchema, fields: list[str]) -> list[str]:
