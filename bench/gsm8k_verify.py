@@ -1,10 +1,13 @@
 """GSM8K: are synthboot's math problems right, and do they help the optimize loop on real problems?
 
     python bench/gsm8k_verify.py [--run /tmp/synthboot-bench/gsm8k] [--limit 24] [--verify 16]
-        [--real-test 10] [--verifier-lm local] [--skip-generate] [--skip-optimize]
+        [--real-test 10] [--lm GENERATOR] [--verifier-lm local] [--verifier-module cot|pot]
+        [--verify-module pot|predict|cot] [--skip-generate] [--skip-optimize]
 
 A small math spec (question -> integer answer) seeded with six real GSM8K train problems.
-The script runs synthboot on it (resumable), then:
+The script runs synthboot on it (resumable; the spec's verify stage uses `--verify-module`, default
+pot, on the generator's LM), writes every candidate the verify stage decided with its verdict and
+the verifier's program to RUN/gsm8k_items.json (for a hand check), then:
 1. verifier check: a DSPy ChainOfThought `question -> answer: int` on `--verifier-lm` answers
    up to `--verify` kept problems; a kept problem is confirmed when its answer equals the stored
    one. The same verifier answers `--real-test` real GSM8K test problems, so the confirmation
@@ -51,7 +54,7 @@ def gsm8k_rows(name: str) -> list[dict]:
     return rows
 
 
-def write_spec(path: Path, seeds: list[dict]) -> Path:
+def write_spec(path: Path, seeds: list[dict], verify_module: str = "pot") -> Path:
     spec = {
         "name": "gsm8k-mini",
         "task": "Grade-school math word problems that take two to four steps of arithmetic, each with its final "
@@ -65,33 +68,59 @@ def write_spec(path: Path, seeds: list[dict]) -> Path:
         "topics": TOPICS,
         "generate": {"per_topic": 20, "per_call": 3, "max_tokens": 600, "concurrency": 2},
         "dedup": {"fields": ["question"]},
+        "verify": {"module": verify_module},
         "split": {"train": 0.6, "dev": 0.2, "test": 0.2, "seed": 42, "include_seeds": True},
     }
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
-def verify(run_dir: Path, problems: list[dict], lm_name: str) -> list[int | None]:
-    """The verifier's answer to each problem (None when it gave none), through the run's store cache."""
+def verify(run_dir: Path, problems: list[dict], lm_name: str, module: str = "cot") -> list[int | float | None]:
+    """The verifier's answer to each problem (None when it gave none), through the run's store cache.
+
+    `cot`: a ChainOfThought `question -> answer: int`; `pot`: the verify stage's program of thought
+    (the LM writes arithmetic, synthboot.arithmetic computes it).
+    """
     import dspy
 
     from synthboot.lm import make_lm
     from synthboot.lm.adapter import JSON_ADAPTER
     from synthboot.lm.calls import call_scope, store_as_lm_cache
+    from synthboot.stages.verify_pot import ProgramOfThought
     from synthboot.store import Store
+    from synthboot.task import Task
 
     solver = dspy.ChainOfThought("question -> answer: int")
-    answers: list[int | None] = []
+    answers: list[int | float | None] = []
     with Store(run_dir, lock=True) as store, store_as_lm_cache(store), call_scope("bench-verify"):
+        spec = store.spec()
+        pot = ProgramOfThought(spec, Task.of(spec).schema, ["answer"]) if module == "pot" else None
         lm = make_lm(lm_name, temperature=0.0, max_tokens=400)
         with dspy.context(lm=lm, adapter=JSON_ADAPTER):
             for p in problems:
                 try:
-                    answers.append(int(solver(question=p["question"]).answer))
+                    if pot is not None:
+                        answers.append(pot.compute({"question": p["question"]}, {"temperature": 0.0})["answer"].value)
+                    else:
+                        answers.append(int(solver(question=p["question"]).answer))
                 except Exception as exc:  # noqa: BLE001 - an unparsable answer is "not confirmed"
                     print(f"verifier gave no answer: {type(exc).__name__}: {str(exc)[:120]}", file=sys.stderr)
                     answers.append(None)
     return answers
+
+
+def verdicts(run_dir: Path) -> list[dict]:
+    """Every candidate the verify stage decided: its fields, verdict, and the verifier's value and program."""
+    from synthboot.store import Store
+
+    with Store(run_dir) as store:
+        by_id = {c.id: c for c in store.candidates(origin="lm")}
+        out = []
+        for cid, d in sorted(store.decisions("verify").items()):
+            found = ((d.details or {}).get("lm") or {}).get("fields", {}).get("answer", {})
+            out.append({"id": cid, **(by_id[cid].fields or {}), "kept": d.kept, "reason": d.reason,
+                        "predicted": found.get("predicted"), "programs": found.get("programs")})
+    return out
 
 
 def structure(kept: list[dict]) -> dict:
@@ -139,6 +168,10 @@ def main() -> None:
     parser.add_argument("--verify", type=int, default=16, help="kept problems the verifier answers")
     parser.add_argument("--real-test", type=int, default=10, help="real GSM8K test problems (verifier, optimize)")
     parser.add_argument("--verifier-lm", default="local")
+    parser.add_argument("--verifier-module", default="cot", choices=["cot", "pot"],
+                        help="the bench's own verifier (cot: independent of the verify stage's pot)")
+    parser.add_argument("--verify-module", default="pot", choices=["predict", "cot", "pot"],
+                        help="the spec's verify.module (the verify stage inside the run)")
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument("--skip-optimize", action="store_true")
     args = parser.parse_args()
@@ -156,7 +189,7 @@ def main() -> None:
     if not args.skip_generate:
         import synthboot
 
-        spec_path = write_spec(run_dir.parent / f"{run_dir.name}.yaml", seeds)
+        spec_path = write_spec(run_dir.parent / f"{run_dir.name}.yaml", seeds, args.verify_module)
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -169,8 +202,10 @@ def main() -> None:
     funnel = run_status(run_dir).funnel
     started = time.perf_counter()
     checked = kept[:args.verify]
-    synthetic_answers = verify(run_dir, checked, args.verifier_lm)
-    real_answers = verify(run_dir, real_test, args.verifier_lm)
+    synthetic_answers = verify(run_dir, checked, args.verifier_lm, args.verifier_module)
+    real_answers = verify(run_dir, real_test, args.verifier_lm, args.verifier_module)
+    items = verdicts(run_dir)
+    (run_dir / "gsm8k_items.json").write_text(json.dumps(items, indent=1, default=str))  # for a hand check
     verify_s = time.perf_counter() - started
     result = {
         "generated": funnel.generated, "kept": len(kept),
@@ -179,7 +214,8 @@ def main() -> None:
         "confirmed": sum(1 for k, a in zip(checked, synthetic_answers) if a == k["answer"]),
         "real_checked": len(real_test),
         "real_confirmed": sum(1 for r, a in zip(real_test, real_answers) if a == r["answer"]),
-        "verifier_lm": args.verifier_lm, "verify_s": verify_s, "generation_s": gen_s,
+        "verifier_lm": args.verifier_lm, "verifier_module": args.verifier_module, "verify_s": verify_s,
+        "verify_stage": {"decided": len(items), "kept": sum(1 for i in items if i["kept"])}, "generation_s": gen_s,
         "structure": structure(kept), "kept_examples": kept[:8],
     }
     if not args.skip_optimize:
@@ -202,8 +238,10 @@ def markdown(r: dict, command: str, load: tuple) -> str:
     lines = [f"`{command}` ({r['when']}; load average before/after {load[0]:.2f} / {load[1]:.2f}"
              + (f"; generation {r['generation_s'] / 60:.1f} min" if r["generation_s"] else "")
              + f"; verifier {r['verify_s'] / 60:.1f} min)", "",
-             f"Generated {r['generated']}, kept {r['kept']}. Verifier ({r['verifier_lm']}, ChainOfThought "
-             f"`question -> answer: int`) confirmed {r['confirmed']} of {r['verified']} kept problems; on real GSM8K "
+             f"Generated {r['generated']}, kept {r['kept']} (the verify stage kept {r['verify_stage']['kept']} of "
+             f"{r['verify_stage']['decided']} it decided). Verifier ({r['verifier_lm']}, "
+             + ("ChainOfThought `question -> answer: int`" if r["verifier_module"] == "cot" else "program of thought")
+             + f") confirmed {r['confirmed']} of {r['verified']} kept problems; on real GSM8K "
              f"test problems it gives the right answer to {r['real_confirmed']} of {r['real_checked']}. Without an LM: "
              f"{r['structure']['fewer_than_two_numbers']} kept questions hold fewer than two numbers, "
              f"{r['structure']['answer_in_question']} kept answers appear among the question's numbers."]
