@@ -15,7 +15,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
     python bench/verify_planted.py vote
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
     python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
-    python bench/verify_planted.py lm --lm local/qwen2.5-coder-1.5b --module pot --k 3 --gsm8k 12 --clinc 0
+    python bench/verify_planted.py lm --lm local/qwen2.5-coder-1.5b --module pot --k 3 --min-agreeing 1 --gsm8k 12 --clinc 0
 """
 
 from __future__ import annotations
@@ -137,12 +137,13 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
 
 
 def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k: int,
-             max_tokens: int = 256, details: Path | None = None) -> list[dict]:
+             max_tokens: int = 256, details: Path | None = None, min_agreeing: int | None = None) -> list[dict]:
     from synthboot.lm import make_lm
 
     rng = random.Random(seed)
     lm = make_lm(lm_name, temperature=0.0, max_tokens=max_tokens, instances=2)
-    verify = {"lm": lm_name, "module": module, "self_consistency": k, "max_tokens": max_tokens}
+    verify = {"lm": lm_name, "module": module, "self_consistency": k, "max_tokens": max_tokens,
+              "min_agreeing": min_agreeing}
     out = []
     if n_math:
         train, test = gsm8k("train"), gsm8k("test")
@@ -159,7 +160,8 @@ def bench_lm(lm_name: str, n_math: int, n_clinc: int, seed: int, module: str, k:
         if details is not None:  # every row's verdict with the verifier's values (and programs, with pot)
             details.write_text(json.dumps([{"row": r, "wrong": i >= len(rows), **decisions.get(i, {})}
                                            for i, r in enumerate(rows + wrong)], indent=1, default=str))
-        out.append({"part": f"lm:{lm_name}:{module}:k{k}", "data": "gsm8k",
+        out.append({"part": f"lm:{lm_name}:{module}:k{k}" + (f":min{min_agreeing}" if min_agreeing else ""),
+                    "data": "gsm8k",
                     **rates(decisions, set(range(len(rows), 2 * len(rows))), 2 * len(rows)), **info,
                     "predicted_right": sum(d["details"].get("lm", {}).get("fields", {}).get("answer", {}).get("agree", False)
                                            for i, d in decisions.items() if i < len(rows))})
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clinc", type=int, default=8)
     parser.add_argument("--module", default="predict", choices=["predict", "cot", "pot"])
     parser.add_argument("--k", type=int, default=1, help="lm: self-consistency samples")
+    parser.add_argument("--min-agreeing", type=int, help="lm: samples that must agree (default a strict majority)")
     parser.add_argument("--max-tokens", type=int, default=256, help="lm: the verifier's reply budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--details", type=Path, help="lm: write each GSM8K row's verdict and details here (JSON)")
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         results = [r for n in args.per_intent for r in bench_vote(n, args.test, args.seed)]
     else:
         results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens,
-                           args.details)
+                           args.details, args.min_agreeing)
     for r in results:
         print(json.dumps(r))
 

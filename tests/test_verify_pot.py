@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
 import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.store import Store
@@ -120,6 +122,26 @@ def test_pot_self_consistency_needs_a_majority_of_programs(tmp_path):
     found = ana["details"]["lm"]["fields"]["answer"]
     assert not ana["kept"] and found["votes"] == "1/3" and found["predicted"] == [7, 8, 8]
     assert [p["program"] for p in found["programs"]] == ["answer = 12 - 5", "answer = 12 - 4", "answer = 12 - 4"]
+
+    # `min_agreeing: 1`: one program of three reaching the stated answer is enough. Decided again
+    # from the stored programs, no call: Ana (7 of 7, 8, 8) is kept now; the planted wrong ones
+    # (no program reaches 91 or 100) and the refused program stay rejected.
+    spec_path.write_text(MATH_SPEC.replace("verify: {module: pot}",
+                                           "verify: {module: pot, self_consistency: 3, min_agreeing: 1}"))
+    again = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([]))
+    assert again.lm_calls_made == 0
+    [verify] = [s for s in again.stages if s.stage == "verify"]
+    assert verify.decided == 6 and verify.kept == 3
+    kept = {" ".join(q.split()[:2]) for q, d in verify_decisions(tmp_path / "run").items() if d["kept"]}
+    assert kept == {"Ana buys", "A train", "Mia reads"}
+
+
+def test_min_agreeing_cannot_exceed_the_samples():
+    from synthboot.errors import SpecError
+    from synthboot.loader import parse_spec
+
+    with pytest.raises(SpecError, match="min_agreeing"):
+        parse_spec(MATH_SPEC.replace("verify: {module: pot}", "verify: {module: pot, min_agreeing: 2}"))
 
 
 def test_pot_with_a_text_field_predicts_the_text_and_computes_the_number(tmp_path):

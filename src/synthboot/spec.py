@@ -290,6 +290,9 @@ class VerifySpec(_Strict):
     per_field: dict[str, VerifyFieldSpec] = Field(default_factory=dict)
     # Self-consistency: k sampled predictions; kept only where a strict majority agrees.
     self_consistency: int = Field(1, ge=1, le=32)
+    # Samples that must agree with the generated value; default a strict majority. With `pot`, 1 of
+    # k keeps an answer some program reaches (BENCHMARKS.md: planted wrong integers still rejected).
+    min_agreeing: int | None = Field(None, ge=1, le=32)
     temperature: float = Field(0.7, ge=0, le=2)  # of the self-consistency samples (k > 1)
     max_tokens: int = Field(512, ge=16, le=10_000_000)
     embedder: str = "local"  # text agreement: 'local' (MiniLM) or 'static'
@@ -300,6 +303,13 @@ class VerifySpec(_Strict):
     @classmethod
     def _switch(cls, value: Any) -> Any:
         return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _agreeing_within_samples(self) -> VerifySpec:
+        if self.min_agreeing is not None and self.min_agreeing > self.self_consistency:
+            raise ValueError(f"min_agreeing ({self.min_agreeing}) is more than self_consistency "
+                             f"({self.self_consistency}) samples")
+        return self
 
 
 class SplitSpec(_Strict):

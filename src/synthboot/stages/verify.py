@@ -12,7 +12,7 @@ rejects gives the reason, and every check's findings are kept in the decision's 
   from the input fields alone, on `verify.lm`; each field is compared with the generated value
   (synthboot.agreement). Rejects `inconsistent:<field>` with both values in the details. With
   `self_consistency: k`, k sampled predictions (distinct calls, each stored) and a field agrees
-  only where a strict majority of them agrees with the generated value.
+  only where a strict majority of them (or `min_agreeing` of them) agrees with the generated value.
 
 Checked fields default to every output except the diversity field (an attribute like difficulty
 describes the example, it is not its answer) and a field named `topic`; `verify.fields` chooses.
@@ -139,6 +139,7 @@ class LMCheck:
         self.program = load_program(ref, schema, "predict" if spec.verify.module == "pot" else spec.verify.module
                                     ).module if predicted else None
         self.k = spec.verify.self_consistency
+        self.needed = spec.verify.min_agreeing or self.k // 2 + 1  # default: a strict majority
         self.rules = {f: self._rule(f) for f in fields}
         needs_embedder = any(r["match"] == "embedding" for r in self.rules.values())
         self.embedder = get_embedder(spec.verify.embedder) if needs_embedder else None
@@ -158,7 +159,8 @@ class LMCheck:
         return {"v": 1, "lm": self.lm.model, "module": v.module, "rules": self.rules, "k": self.k,
                 "temperature": v.temperature if self.k > 1 else 0.0, "max_tokens": v.max_tokens,
                 "embedder": v.embedder if self.embedder else None,
-                **({"pot": {"fields": self.pot.fields, "v": POT_VERSION}} if self.pot else {})}
+                **({"pot": {"fields": self.pot.fields, "v": POT_VERSION}} if self.pot else {}),
+                **({"min_agreeing": v.min_agreeing} if v.min_agreeing is not None else {})}
 
     def _config(self, sample: int) -> dict[str, Any]:
         config: dict[str, Any] = {"temperature": 0.0, "max_tokens": self.spec.verify.max_tokens}
@@ -204,7 +206,7 @@ class LMCheck:
                                        threshold=rule["threshold"], tolerance=rule["tolerance"],
                                        embedder=self.embedder) for s in samples]
             agreeing = sum(a.agree for a in found)
-            agree = agreeing * 2 > self.k  # unparsed samples count as disagreeing
+            agree = agreeing >= self.needed  # unparsed samples count as disagreeing
             score = found[0].score if self.k == 1 else agreeing / self.k
             lowest = min(lowest, score)
             details[name] = {"generated": fields.get(name),
