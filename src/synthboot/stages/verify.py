@@ -177,7 +177,7 @@ class LMCheck:
         with dspy.context(lm=self.lm, adapter=JSON_ADAPTER), call_scope(STAGE):
             if self.program is not None:
                 out = self.program(**inputs, config=self._config(sample))
-                predicted = {f: out.get(f) for f in self.fields if f in out}
+                predicted = {f: out.get(f) for f in self.fields if self.pot is None or f not in self.pot.fields}
             if self.pot is not None:
                 computed = self.pot.compute(inputs, self._config(sample))
                 predicted.update({f: c.value for f, c in computed.items()})
