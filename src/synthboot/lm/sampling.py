@@ -106,7 +106,7 @@ class ShortlistGrammarSampler:
         penalised = full.data["logit"]
         for short in self._shortlists:
             best = np.argpartition(penalised, -short.size)[-short.size:]
-            short.fill(self._ids[best], penalised[best]).apply(self.grammar, select=False)
+            short.fill(full.data["id"][best], penalised[best]).apply(self.grammar, select=False)
             if np.count_nonzero(np.isfinite(short.data["logit"])) >= self.keep:
                 return short.apply(self.chain)
         self.full_passes += 1
