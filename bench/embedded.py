@@ -12,6 +12,10 @@ llama-cpp-python (same messages, grammar, seed, sampling) in several layouts:
 llama-cpp-python reuses the longest common token prefix with the instance's previous prompt on its
 own; the last layout measures what that prompt caching of the shared seed prefix is worth.
 
+Since issue 15 the pipeline's engine samples with the grammar checked on a shortlist and restores
+saved prompt states (same output tokens as the raw replay, which uses plain `Llama`);
+`bench/embedded_speed.py` compares the engine before and after side by side.
+
     python bench/embedded.py --calls 8
 """
 

@@ -32,6 +32,7 @@ LOCAL_MODELS = {
     "qwen2.5-coder-1.5b": "synthboot.lm.chunked:qwen_coder_1_5b",
 }
 DEFAULT_LOCAL = "smollm2"
+SAMPLERS = ("shortlist", "eager", "lazy")  # how a JSON grammar is applied; see synthboot.lm.sampling
 
 
 def resolve_model_path(name: str) -> Path:
@@ -89,6 +90,15 @@ class LlamaCppEngine:
 
     Several single-threaded instances beat one instance with all cores on 2-core machines
     (measured: 2 x 1 thread = 152 tok/s vs 1 x 2 threads = 118 tok/s), so `instances` defaults to 2.
+
+    `sampler` picks how a JSON grammar is applied (`synthboot.lm.sampling`): `shortlist` (default)
+    gives llama-cpp-python's tokens with the grammar checked on the top candidates only; `eager`
+    is llama-cpp-python's own chain (grammar over the whole vocabulary every step); `lazy` is
+    llama.cpp's sample-then-check rule (different samples at temperature > 0).
+
+    `prefix_states_mb` bounds the saved KV states of earlier prompts that the instances share
+    (`synthboot.lm.prefix_states`): a call restores the one sharing the longest prefix with it. 0
+    turns it off (then only the prefix shared with the instance's previous prompt is reused).
     """
 
     supports_response_schema = True
@@ -97,8 +107,17 @@ class LlamaCppEngine:
     supported_params = frozenset({"response_format", "temperature", "max_tokens", "top_p", "top_k", "stop", "seed"})
 
     def __init__(self, model: str = DEFAULT_LOCAL, *, instances: int = 2, n_threads: int = 1, n_ctx: int = 4096,
-                 repeat_penalty: float = 1.1):
+                 repeat_penalty: float = 1.1, sampler: str = "shortlist", prefix_states_mb: int = 256):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         self.model = model
+        self.sampler = sampler
+        self.prefix_states_mb = prefix_states_mb
+        self.prefix_states = None
+        if prefix_states_mb > 0:
+            from synthboot.lm.prefix_states import PrefixStates
+
+            self.prefix_states = PrefixStates(prefix_states_mb << 20)
         self.path = resolve_model_path(model)
         self.instances = max(1, instances)
         self.n_threads = n_threads
@@ -139,7 +158,8 @@ class LlamaCppEngine:
 
     # Saved programs record the engine by class path and this state (no secrets in it).
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model, "instances": self.instances, "n_threads": self.n_threads, "n_ctx": self.n_ctx}
+        return {"model": self.model, "instances": self.instances, "n_threads": self.n_threads, "n_ctx": self.n_ctx,
+                "sampler": self.sampler, "prefix_states_mb": self.prefix_states_mb}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
@@ -158,11 +178,12 @@ class LlamaCppEngine:
         return self._pool.get()
 
     def _load(self):
-        from llama_cpp import Llama
+        from synthboot.lm.llama_instance import EmbeddedLlama
 
         try:
-            return Llama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                         n_threads_batch=self.n_threads, verbose=False)
+            return EmbeddedLlama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
+                                 n_threads_batch=self.n_threads, verbose=False, grammar_mode=self.sampler,
+                                 prefix_states=self.prefix_states)
         except (ValueError, OSError) as exc:
             raise LMUnavailableError(f"cannot load the local model {self.path}: {exc}") from None
 

@@ -1,0 +1,143 @@
+"""Issue 15: the embedded model's useful tokens/s on the demo spec, today's sampler vs the new one.
+
+Runs the generation stage of `examples/python-qa.yaml` (the demo spec: `conditioned` strategy,
+5 examples per call, temperature 0.9, max_tokens 1024) on the embedded model through the same
+engine users get (`LlamaCppEngine`, 2 instances x 1 thread, concurrency 2), once per sampler, in
+interleaved rounds (A B, B A, ...) so both see the same machine load:
+
+- `today`: llama-cpp-python's own sampler chain (the grammar over the whole vocabulary every step),
+  and only the prefix shared with an instance's previous prompt reused: the pipeline before issue 15;
+- `shortlist`: the grammar checked on the top candidates (`synthboot.lm.sampling`), same tokens;
+- `new`: shortlist + saved prompt states (`synthboot.lm.prefix_states`): the engine's defaults now;
+- `lazy` (with `--lazy`): llama.cpp's sample-then-check rule + saved prompt states.
+
+Useful tokens are completion tokens: what the model wrote (prompt tokens reused from the KV cache or
+evaluated again are cost, not output). Each run gets its own store, so no call is a cache hit.
+Reports wall and process CPU time (all threads), tokens, candidates, how many prompt tokens each
+call shares with the previous one (what llama-cpp-python's own prefix reuse can skip), and whether
+every call's output text equals today's (same seed -> same output).
+
+    python bench/embedded_speed.py --limit 40 --rounds 2
+    python bench/embedded_speed.py --model qwen2.5-coder-1.5b --limit 4 --rounds 1 --max-tokens 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+CONFIGS = {"today": ("eager", 0), "shortlist": ("shortlist", 0), "new": ("shortlist", 256), "lazy": ("lazy", 256)}
+
+
+def generate_run(model: str, config: str, limit: int, max_tokens: int | None) -> dict:
+    import dspy
+
+    import synthboot
+    from synthboot.lm.calls import store_as_lm_cache
+    from synthboot.lm.local import LlamaCppEngine, llama_call
+    from synthboot.stages.generate import plan_tasks, run_generate
+    from synthboot.store import Store
+
+    outputs: dict[str, str] = {}
+    prompts: list[list[int]] = []
+
+    class RecordingEngine(LlamaCppEngine):
+        """The embedded engine, keeping each call's output text by its request."""
+
+        def complete(self, request):
+            response = super().complete(request)
+            messages, kwargs, _ = llama_call(request)
+            outputs[json.dumps([messages, kwargs["seed"]], sort_keys=True)] = response.message.text or ""
+            return response
+
+    overrides = {"generate.max_tokens": max_tokens} if max_tokens else None
+    spec = synthboot.load_spec(REPO / "examples" / "python-qa.yaml", overrides)
+    sampler, states_mb = CONFIGS[config]
+    engine = RecordingEngine(model, instances=2, sampler=sampler, prefix_states_mb=states_mb)
+    lm = dspy.LM(f"local/{model}", engine=engine, temperature=spec.generate.temperature,
+                 max_tokens=spec.generate.max_tokens, num_retries=0)
+    for _ in range(2):  # load both instances before the clock starts
+        engine._pool.put(engine._load())
+        engine._created += 1
+    tasks = plan_tasks(spec, limit=limit)
+    with tempfile.TemporaryDirectory() as tmp, Store(tmp, create=True) as store, store_as_lm_cache(store):
+        cpu, wall = time.process_time(), time.perf_counter()
+        gen = run_generate(store, spec, lm, tasks, concurrency=2)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        totals = store.call_totals()[0]
+    llama = engine._pool.get()
+    # Tokens each prompt shares with the one before (message texts joined; the chat template adds
+    # the same few tokens to every prompt).
+    for key in outputs:
+        messages = json.loads(key)[0]
+        prompts.append(llama.tokenize("".join(m["content"] for m in messages).encode(), special=True))
+    engine._pool.put(llama)
+    engine.close()
+    shared = [common_prefix(a, b) for a, b in zip(prompts, prompts[1:])]
+    restored = engine.prefix_states.tokens_restored if engine.prefix_states else 0
+    return {"config": config, "model": model, "calls": len(outputs), "candidates": gen.candidates,
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "prompt_tokens": totals.prompt_tokens,
+            "completion_tokens": totals.completion_tokens,
+            "useful_tok_per_wall_s": round(totals.completion_tokens / wall, 2),
+            "useful_tok_per_cpu_s": round(totals.completion_tokens / cpu, 2),
+            "mean_prompt_tokens_shared_with_previous": round(sum(shared) / max(1, len(shared))),
+            "prompt_tokens_restored_from_states": restored,
+            "_outputs": outputs}
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--limit", type=int, default=40, help="candidates asked for (as `synthboot run --limit`)")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every sampler")
+    parser.add_argument("--max-tokens", type=int, default=None, help="override the spec's max_tokens")
+    parser.add_argument("--lazy", action="store_true", help="also run llama.cpp's sample-then-check rule")
+    args = parser.parse_args()
+    configs = ["today", "shortlist", "new"] + (["lazy"] if args.lazy else [])
+    print("uptime:", uptime(), flush=True)
+    runs: list[dict] = []
+    for round_ in range(args.rounds):
+        order = configs if round_ % 2 == 0 else configs[::-1]
+        for config in order:
+            row = generate_run(args.model, config, args.limit, args.max_tokens)
+            runs.append(row)
+            print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), "|", uptime(), flush=True)
+    baseline = [r for r in runs if r["config"] == "today"]
+    for config in configs[1:]:
+        rows = [r for r in runs if r["config"] == config]
+        same = [a["_outputs"] == b["_outputs"] for a, b in zip(baseline, rows)]
+        wall = sum(r["completion_tokens"] for r in rows) / sum(r["wall_s"] for r in rows)
+        wall0 = sum(r["completion_tokens"] for r in baseline) / sum(r["wall_s"] for r in baseline)
+        cpu = sum(r["completion_tokens"] for r in rows) / sum(r["cpu_s"] for r in rows)
+        cpu0 = sum(r["completion_tokens"] for r in baseline) / sum(r["cpu_s"] for r in baseline)
+        print(json.dumps({"config": config, "useful_tok_s_over_today_wall": round(wall / wall0, 3),
+                          "useful_tok_s_over_today_cpu": round(cpu / cpu0, 3),
+                          "same_outputs_as_today_per_round": same}), flush=True)
+    print("uptime:", uptime())
+
+
+if __name__ == "__main__":
+    main()
