@@ -12,7 +12,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
   or another problem's answer; and CLINC150 utterances with their true and a swapped intent. The
   true and the wrong version of an item share the verifier's one (stored) call.
 
-    python bench/verify_planted.py vote
+    python bench/verify_planted.py vote [--per-intent 2 5 10] [--method classifier neighbours] [--seed 0]
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
     python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
 """
@@ -109,7 +109,7 @@ def rates(decisions: dict[int, dict], wrong: set[int], n: int) -> dict:
             "right_kept_rate": round(kept_right / len(right), 3) if right else None}
 
 
-def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
+def bench_vote(per_intent: int, n_test: int, seed: int, method: str = "classifier") -> list[dict]:
     data = clinc()
     rng = random.Random(seed)
     by_intent: dict[str, list[str]] = {}
@@ -126,9 +126,9 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
             rows.append({"text": text, "intent": label})
         # The true and the swapped labels run in separate stores: together they would be label
         # conflicts of each other (same text, two labels), which is a different finding.
-        decisions, info = verify_rows(intent_spec(trusted, lm_check=False), rows)
+        decisions, info = verify_rows(intent_spec(trusted, lm_check=False, label_vote={"method": method}), rows)
         wrong = set() if swap == "none" else set(range(len(rows)))
-        out.append({"part": "vote", "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
+        out.append({"part": "vote", "method": method, "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
                     "seconds": info["seconds"], "reasons": info["rejected"]})
     return out
 
@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=["vote", "lm"])
     parser.add_argument("--test", type=int, default=300, help="vote: CLINC150 test utterances")
-    parser.add_argument("--per-intent", type=int, nargs="+", default=[2, 10], help="vote: trusted rows per intent")
+    parser.add_argument("--per-intent", type=int, nargs="+", default=[2, 5, 10], help="vote: trusted rows per intent")
+    parser.add_argument("--method", nargs="+", default=["classifier", "neighbours"], choices=["classifier", "neighbours"],
+                        help="vote: verify.label_vote.method")
     parser.add_argument("--lm", default="local")
     parser.add_argument("--gsm8k", type=int, default=12)
     parser.add_argument("--clinc", type=int, default=8)
@@ -184,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     if not SHARED.exists():
         sys.exit(f"benchmark data not found at {SHARED}")
     if args.part == "vote":
-        results = [r for n in args.per_intent for r in bench_vote(n, args.test, args.seed)]
+        results = [r for n in args.per_intent for m in args.method for r in bench_vote(n, args.test, args.seed, m)]
     else:
         results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens)
     for r in results:
