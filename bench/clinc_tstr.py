@@ -139,6 +139,12 @@ def score(run_dir: Path, train, test) -> dict:
     s_only = cm.accuracy(kx, ky, ex, ey)
     fidelity = cm.label_fidelity(tx, ty, kx, ky)
     check = check_run(run_dir, run_dir.parent / f"{run_dir.name}-real-test.jsonl", k=5)
+    # The feature must say what the bench says: accuracies from the check against the real test
+    # rows, label fidelity from a check against the real train rows (the bench's reference).
+    [on_test] = check.labels
+    [on_train] = check_run(run_dir, run_dir.parent / f"{run_dir.name}-real-train.jsonl", k=5, save=False).labels
+    feature = {"acc_seeds": on_test.seeds_accuracy, "acc_seeds_synthetic": on_test.combined_accuracy,
+               "acc_synthetic_only": on_test.synthetic_accuracy, "label_fidelity": on_train.fidelity}
     funnel = run_status(run_dir).funnel
     seed_texts = {u.lower().strip() for u, _ in seeds}
     return {
@@ -151,6 +157,10 @@ def score(run_dir: Path, train, test) -> dict:
         "gap_closed": None if None in (a, b, c) or c == a else (b - a) / (c - a),
         "label_fidelity": fidelity.synthetic, "real_cross_fitted_agreement": fidelity.real,
         "coverage_vs_test": check.coverage, "precision_vs_test": check.precision, "k": check.k,
+        "check_feature": feature,
+        "check_matches_bench": all(feature[key] == value for key, value in
+                                   [("acc_seeds", a), ("acc_seeds_synthetic", b), ("acc_synthetic_only", s_only),
+                                    ("label_fidelity", fidelity.synthetic)]),
     }
 
 
@@ -174,7 +184,11 @@ def markdown(r: dict, command: str, gen_s: float | None, load: tuple, when: str)
              f"Share of the (a)->(c) gap closed by (b): {f(r['gap_closed'])}. Label fidelity (kept labels a "
              f"real-trained classifier agrees with, cross-fitted): {f(r['label_fidelity'])} (that classifier on "
              f"held-out real train rows: {f(r['real_cross_fitted_agreement'])}). `synthboot check` against the real "
-             f"test rows: coverage {f(r['coverage_vs_test'])}, precision {f(r['precision_vs_test'])} (k={r['k']})."]
+             f"test rows: coverage {f(r['coverage_vs_test'])}, precision {f(r['precision_vs_test'])} (k={r['k']}).",
+             "",
+             ("`synthboot check` (--real test rows for accuracy, --real train rows for fidelity) reports the same "
+              "figures." if r["check_matches_bench"] else
+              f"`synthboot check` reports OTHER figures: {r['check_feature']}")]
     return "\n".join(lines)
 
 
@@ -195,6 +209,7 @@ def main() -> None:
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir.parent / f"{run_dir.name}.yaml"
     write_jsonl(run_dir.parent / f"{run_dir.name}-real-test.jsonl", test)
+    write_jsonl(run_dir.parent / f"{run_dir.name}-real-train.jsonl", train)
     gen_s = None
     if not args.skip_generate:
         import synthboot

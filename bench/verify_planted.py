@@ -34,6 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from synthboot.lm.calls import store_as_lm_cache  # noqa: E402
 from synthboot.spec import Spec  # noqa: E402
 from synthboot.stages.dedup import run_dedup  # noqa: E402
+from synthboot.stages.grounding import run_grounding  # noqa: E402
 from synthboot.stages.validate import run_validate  # noqa: E402
 from synthboot.stages.verify import run_verify  # noqa: E402
 from synthboot.store import Store  # noqa: E402
@@ -78,7 +79,7 @@ def math_spec(seeds: list[dict], **verify) -> Spec:
 
 
 def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> tuple[dict[int, dict], dict]:
-    """Run validate, dedup and verify on `rows` as generated candidates; row index -> decision."""
+    """Run validate, grounding, dedup and verify on `rows` as generated candidates; row index -> decision."""
     with tempfile.TemporaryDirectory() as tmp, Store(tmp, create=True) as store:
         store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
         store.add_seeds(spec.seeds)
@@ -86,12 +87,15 @@ def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> 
                           items=[{"fields": r} for r in rows], model="planted", temperature=None)
         with store_as_lm_cache(store) as cache:
             v = run_validate(store, spec)
-            d = run_dedup(store, spec, v.settings_hash)
+            g = run_grounding(store, spec, None, v.settings_hash)  # passes every row of a spec without sources
+            d = run_dedup(store, spec, g.settings_hash)
             started = time.perf_counter()
             result = run_verify(store, spec, lm, d.settings_hash, concurrency=concurrency)
             seconds = time.perf_counter() - started
         ids = {c.item_index: c.id for c in store.candidates(origin="lm")}
         decisions = store.decisions("verify")
+        if rows and not decisions:  # a stage the bench does not run would leave verify nothing: not a 100% rejection
+            sys.exit(f"verify decided none of {len(rows)} rows (validate {dict(v.rejected)}, dedup decided {d.decided})")
         out = {i: {"kept": decisions[cid].kept, "reason": decisions[cid].reason, "details": decisions[cid].details or {}}
                for i, cid in ids.items() if cid in decisions}
         return out, {"calls": cache.misses, "cached": cache.hits, "seconds": round(seconds, 1),

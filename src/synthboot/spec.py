@@ -258,7 +258,7 @@ class VerifyFieldSpec(_Strict):
 
 
 class LabelVoteSpec(_Strict):
-    """The offline label check: a nearest-neighbour vote in embedding space over trusted labelled rows."""
+    """The offline label check: a classifier (or nearest-neighbour) vote in embedding space over trusted labelled rows."""
 
     enabled: bool = True
     # 'classifier': logistic regression on the trusted rows' embeddings; 'neighbours': each label
