@@ -6,7 +6,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
   with their true labels (should be kept) and once with planted wrong labels (should be
   rejected): a random other intent of the 20, and the confusable neighbour of the pair. The
   trusted rows the k-NN vote uses are real training utterances: 2 per intent (the seeds a user
-  would write) or 10 per intent (seeds plus imported human rows).
+  would write), 5 or 10 per intent (seeds plus imported human rows), by `--method` classifier or neighbours.
 - `lm` (the verifier on an LM, default the embedded SmolLM2-135M): GSM8K real test problems with
   their true integer answers (kept?) and with planted wrong ones (rejected?): the answer shifted,
   or another problem's answer; and CLINC150 utterances with their true and a swapped intent. The
