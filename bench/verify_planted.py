@@ -6,13 +6,13 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
   with their true labels (should be kept) and once with planted wrong labels (should be
   rejected): a random other intent of the 20, and the confusable neighbour of the pair. The
   trusted rows the k-NN vote uses are real training utterances: 2 per intent (the seeds a user
-  would write) or 10 per intent (seeds plus imported human rows).
+  would write), 5 or 10 per intent (seeds plus imported human rows), by `--method` classifier or neighbours.
 - `lm` (the verifier on an LM, default the embedded SmolLM2-135M): GSM8K real test problems with
   their true integer answers (kept?) and with planted wrong ones (rejected?): the answer shifted,
   or another problem's answer; and CLINC150 utterances with their true and a swapped intent. The
   true and the wrong version of an item share the verifier's one (stored) call.
 
-    python bench/verify_planted.py vote
+    python bench/verify_planted.py vote [--per-intent 2 5 10] [--method classifier neighbours] [--seed 0]
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
     python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
     python bench/verify_planted.py lm --lm local/qwen2.5-coder-1.5b --module pot --k 3 --min-agreeing 1 --gsm8k 12 --clinc 0
@@ -80,7 +80,7 @@ def math_spec(seeds: list[dict], **verify) -> Spec:
 
 
 def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> tuple[dict[int, dict], dict]:
-    """Run validate, dedup and verify on `rows` as generated candidates; row index -> decision."""
+    """Run validate, grounding, dedup and verify on `rows` as generated candidates; row index -> decision."""
     with tempfile.TemporaryDirectory() as tmp, Store(tmp, create=True) as store:
         store.save_spec(spec.content_hash(), spec.model_dump(mode="json", by_alias=True))
         store.add_seeds(spec.seeds)
@@ -95,6 +95,8 @@ def verify_rows(spec: Spec, rows: list[dict], lm=None, concurrency: int = 2) -> 
             seconds = time.perf_counter() - started
         ids = {c.item_index: c.id for c in store.candidates(origin="lm")}
         decisions = store.decisions("verify")
+        if rows and not decisions:  # a stage the bench does not run would leave verify nothing: not a 100% rejection
+            sys.exit(f"verify decided none of {len(rows)} rows (validate {dict(v.rejected)}, dedup decided {d.decided})")
         out = {i: {"kept": decisions[cid].kept, "reason": decisions[cid].reason, "details": decisions[cid].details or {}}
                for i, cid in ids.items() if cid in decisions}
         return out, {"calls": cache.misses, "cached": cache.hits, "seconds": round(seconds, 1),
@@ -112,7 +114,7 @@ def rates(decisions: dict[int, dict], wrong: set[int], n: int) -> dict:
             "right_kept_rate": round(kept_right / len(right), 3) if right else None}
 
 
-def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
+def bench_vote(per_intent: int, n_test: int, seed: int, method: str = "classifier") -> list[dict]:
     data = clinc()
     rng = random.Random(seed)
     by_intent: dict[str, list[str]] = {}
@@ -129,9 +131,9 @@ def bench_vote(per_intent: int, n_test: int, seed: int) -> list[dict]:
             rows.append({"text": text, "intent": label})
         # The true and the swapped labels run in separate stores: together they would be label
         # conflicts of each other (same text, two labels), which is a different finding.
-        decisions, info = verify_rows(intent_spec(trusted, lm_check=False), rows)
+        decisions, info = verify_rows(intent_spec(trusted, lm_check=False, label_vote={"method": method}), rows)
         wrong = set() if swap == "none" else set(range(len(rows)))
-        out.append({"part": "vote", "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
+        out.append({"part": "vote", "method": method, "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
                     "seconds": info["seconds"], "reasons": info["rejected"]})
     return out
 
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("part", choices=["vote", "lm"])
     parser.add_argument("--test", type=int, default=300, help="vote: CLINC150 test utterances")
-    parser.add_argument("--per-intent", type=int, nargs="+", default=[2, 10], help="vote: trusted rows per intent")
+    parser.add_argument("--per-intent", type=int, nargs="+", default=[2, 5, 10], help="vote: trusted rows per intent")
+    parser.add_argument("--method", nargs="+", default=["classifier", "neighbours"], choices=["classifier", "neighbours"],
+                        help="vote: verify.label_vote.method")
     parser.add_argument("--lm", default="local")
     parser.add_argument("--gsm8k", type=int, default=12)
     parser.add_argument("--clinc", type=int, default=8)
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     if not SHARED.exists():
         sys.exit(f"benchmark data not found at {SHARED}")
     if args.part == "vote":
-        results = [r for n in args.per_intent for r in bench_vote(n, args.test, args.seed)]
+        results = [r for n in args.per_intent for m in args.method for r in bench_vote(n, args.test, args.seed, m)]
     else:
         results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens,
                            args.details, args.min_agreeing)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import numpy as np
+import pytest
+
 import synthboot
 from synthboot.embeddings import get_embedder
-from synthboot.label_vote import Labelled, vote
+from synthboot.label_vote import Labelled, classifier_scores, vote
 from synthboot.lm.scripted import scripted_lm
 from synthboot.spec import LabelVoteSpec
 from synthboot.store import Store
@@ -33,16 +36,69 @@ CANDIDATES = [  # text, label, should pass
 ]
 
 
-def test_vote_rejects_swapped_labels_and_keeps_right_ones():
+@pytest.mark.parametrize("method", ["classifier", "neighbours"])
+def test_vote_rejects_swapped_labels_and_keeps_right_ones(method):
     embedder = get_embedder("local")
     trusted = [Labelled(i, t, label) for i, (t, label) in enumerate(TRUSTED)]
     cands = [Labelled(100 + i, t, label) for i, (t, label, _) in enumerate(CANDIDATES)]
     findings = vote(cands, trusted, embedder.encode([c.text for c in cands]),
-                    embedder.encode([t.text for t in trusted]), LabelVoteSpec())
+                    embedder.encode([t.text for t in trusted]), LabelVoteSpec(method=method))
     for cand, (_, _, ok) in zip(cands, CANDIDATES):
         assert (cand.id not in findings) is ok, (cand, findings.get(cand.id))
     found = findings[103]
     assert found.reason == "label_vote" and found.details["vote"] == "balance" and found.details["label"] == "transfer"
+    assert found.details["method"] == method
+
+
+# Exact cases on hand-made unit vectors: three labels, two trusted rows each, around three axes.
+AXES = np.eye(4, dtype=np.float32)
+
+
+def unit(*weights: float) -> np.ndarray:
+    v = np.array(weights, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def cluster_rows() -> tuple[list[Labelled], np.ndarray]:
+    rows = [unit(1, 0.1, 0, 0), unit(1, 0, 0.1, 0), unit(0.1, 1, 0, 0), unit(0, 1, 0.1, 0),
+            unit(0, 0.1, 1, 0), unit(0.1, 0, 1, 0)]
+    labels = ["a", "a", "b", "b", "c", "c"]
+    return [Labelled(i, f"t{i}", lab) for i, lab in enumerate(labels)], np.vstack(rows)
+
+
+def test_classifier_scores_are_log_probabilities_that_favour_the_near_label():
+    trusted, rows = cluster_rows()
+    [scores] = classifier_scores(unit(1, 0.2, 0.1, 0)[None, :], rows, np.array([t.label for t in trusted]))
+    assert set(scores) == {"a", "b", "c"}
+    assert abs(sum(np.exp(list(scores.values()))) - 1) < 1e-6
+    assert scores["a"] > scores["b"] > scores["c"]
+
+
+def test_log_ratio_decides_how_sure_the_classifier_must_be():
+    trusted, rows = cluster_rows()
+    # Near label a; labelled b: a clear swap. Between a and b, labelled b: a close call.
+    cands = [Labelled(10, "x", "b"), Labelled(11, "y", "b")]
+    cand_rows = np.vstack([unit(1, 0.05, 0, 0), unit(1, 0.9, 0, 0)])
+    strict = vote(cands, trusted, cand_rows, rows, LabelVoteSpec(near_duplicate=0.9999))
+    assert strict[10].reason == "label_vote" and strict[10].details["vote"] == "a"
+    ratio = strict[10].details["margin"]  # log P(a) - log P(b)
+    assert ratio >= 0.3
+    close = vote([cands[1]], trusted, cand_rows[1:], rows, LabelVoteSpec(near_duplicate=0.9999, log_ratio=ratio))
+    assert 11 not in close  # the close call is smaller than the clear swap's ratio
+    lenient = vote(cands, trusted, cand_rows, rows, LabelVoteSpec(near_duplicate=0.9999, log_ratio=ratio + 0.01))
+    assert 10 not in lenient
+
+
+def test_classifier_does_not_judge_inputs_unlike_every_trusted_row_or_unseen_labels():
+    trusted, rows = cluster_rows()
+    far = Labelled(20, "far", "b")  # along the fourth axis: no trusted row is near it
+    unseen = Labelled(21, "u", "d")  # a label no trusted row carries: nothing to compare with
+    findings = vote([far, unseen], trusted, np.vstack([unit(0.05, 0, 0, 1), unit(1, 0, 0, 0.2)]), rows,
+                    LabelVoteSpec(near_duplicate=0.9999))
+    assert findings == {}
+    one_label = [t for t in trusted if t.label == "a"]
+    assert vote([Labelled(22, "z", "b")], one_label, unit(1, 0, 0, 0)[None, :], rows[:2],
+                LabelVoteSpec(near_duplicate=0.9999)) == {}
 
 
 def test_near_duplicates_with_different_labels_conflict():

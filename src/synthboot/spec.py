@@ -258,12 +258,17 @@ class VerifyFieldSpec(_Strict):
 
 
 class LabelVoteSpec(_Strict):
-    """The offline label check: a nearest-neighbour vote in embedding space over trusted labelled rows."""
+    """The offline label check: a classifier (or nearest-neighbour) vote in embedding space over trusted labelled rows."""
 
     enabled: bool = True
-    # Each label's score is the mean cosine of its `per_label` trusted rows nearest the candidate.
+    # 'classifier': logistic regression on the trusted rows' embeddings; 'neighbours': each label
+    # scored by its nearest trusted rows (BENCHMARKS.md: the classifier rejects more confusable swaps).
+    method: Literal["classifier", "neighbours"] = "classifier"
+    # classifier: reject when log P(another label) - log P(own label) is at least this (BENCHMARKS.md: why 0.3).
+    log_ratio: float = Field(0.3, ge=0, le=50)
+    # neighbours: each label's score is the mean cosine of its `per_label` trusted rows nearest the candidate.
     per_label: int = Field(2, ge=1, le=100)
-    # Reject when another label scores this much above the candidate's own (BENCHMARKS.md: why 0.08).
+    # neighbours: reject when another label scores this much above the candidate's own.
     margin: float = Field(0.08, ge=0, le=2)
     min_similarity: float = Field(0.3, ge=-1, le=1)  # a winning label less similar than this does not vote
     # Same text: equal after normalising, or a cosine at least this (then another label is a conflict).
