@@ -53,7 +53,8 @@ INTENTS = [
 # cells such as (flights, bill_due) that no real request fits; the intent alone is the cell.
 TOPICS = ["requests a user sends to the assistant"]
 # What each intent means, as a user would write it in the spec: the label names alone are ambiguous
-# (bill_balance vs balance), and both the generator and the LM verifier read this description.
+# (bill_balance vs balance). A generation call is shown only its own intent's meaning; the LM
+# verifier reads them all (`meanings`, spec.py).
 GLOSSARY = {
     "balance": "how much money is in an account", "transactions": "the list of recent account transactions",
     "spending_history": "how much the user spent on something over a period", "pay_bill": "pay a bill now",
@@ -96,8 +97,8 @@ def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = N
         "fields": {
             "utterance": {"type": "str", "description": "What the user says: one short request or question",
                           "input": True, "min_length": 5, "max_length": 200},
-            "intent": {"type": "enum", "values": INTENTS, "description": "The user's intent: " + "; ".join(
-                f"{name}: {meaning}" for name, meaning in GLOSSARY.items())},
+            "intent": {"type": "enum", "values": INTENTS, "description": "The user's intent",
+                       "meanings": GLOSSARY},
         },
         "seeds": [{"utterance": u, "intent": i} for u, i in seeds],
         "topics": TOPICS,

@@ -101,6 +101,55 @@ def test_conditioned_asks_for_one_cell_pins_it_and_shows_no_seed(tmp_path):
         assert c.task_key.split(":")[-1] == c.fields["difficulty"]
 
 
+LABEL_SPEC = """
+name: intents
+task: Requests a user sends to a bank assistant, each with its intent.
+fields:
+  utterance: {type: str, description: What the user says, input: true}
+  intent:
+    type: enum
+    values: [balance, bill_due]
+    description: The user's intent
+    meanings: {balance: how much money is in an account, bill_due: when a bill is due}
+seeds:
+  - {utterance: what is my checking balance, intent: balance}
+  - {utterance: when is my phone bill due, intent: bill_due}
+topics: [requests]
+generate: {per_topic: 2, per_call: 1, strategy: conditioned}
+dedup: {semantic: false}
+verify: {enabled: false}
+"""
+
+
+def test_a_label_call_sees_only_its_own_meaning_and_the_label_comes_first(tmp_path):
+    spec = synthboot.parse_spec(LABEL_SPEC)
+
+    def reply(prompt: str) -> str:
+        label = re.search(r"intent = (\w+)", prompt).group(1)
+        return json.dumps({"examples": [{"intent": label, "utterance": f"a request about {label}"}]})
+    lm = scripted_lm([reply], cycle=True)
+    synthboot.run(spec, tmp_path / "run", lm=lm)
+    assert len(lm.engine.requests) == 2
+    for request in lm.engine.requests:
+        attributes = field_of(request.messages[-1].text, "attributes")
+        label = re.match(r"intent = (\w+)", attributes).group(1)
+        meaning = spec.fields["intent"].meanings[label]
+        other = next(m for v, m in spec.fields["intent"].meanings.items() if v != label)
+        assert meaning in attributes and other not in request.messages[-1].text
+        schema = request.config.response_format["schema"]
+        item = next(iter(schema["$defs"].values()))
+        assert list(item["properties"]) == ["intent", "utterance"]  # the pinned label is written first
+        assert item["properties"]["intent"]["description"] == meaning
+
+
+def test_meanings_are_checked_at_load():
+    with pytest.raises(Exception, match="meanings"):
+        synthboot.parse_spec(LABEL_SPEC.replace("bill_due: when a bill is due", "bills: when a bill is due"))
+    with pytest.raises(Exception, match="meanings"):
+        synthboot.parse_spec(LABEL_SPEC.replace("{type: str, description: What the user says, input: true}",
+                                                "{type: str, input: true, meanings: {a: b}}"))
+
+
 def test_style_seeds_rotate_and_earlier_waves_are_avoided(tmp_path):
     seeds = "\n".join(f'  - {{question: "Seed question number {i} about lists?", answer: "A seed answer {i}.",'
                       f' difficulty: easy}}' for i in range(4))

@@ -261,7 +261,11 @@ def _model_from_fields(name: str, fields: dict[str, FieldSpec]) -> type[BaseMode
         if f.type in ("int", "float"):
             constraints = {"ge": f.minimum, "le": f.maximum}
         constraints = {k: v for k, v in constraints.items() if v is not None}
-        definitions[fname] = (annotation, Field(..., description=f.description or None, **constraints))
+        description = f.description
+        if f.meanings:  # the verifier and the optimized program read what each label means
+            glossary = "; ".join(f"{v}: {m}" for v, m in f.meanings.items())
+            description = f"{description} ({glossary})" if description else glossary
+        definitions[fname] = (annotation, Field(..., description=description or None, **constraints))
     model_name = re.sub(r"\W", "", name.title()) or "Task"
     # Extra keys an LM adds are dropped, not fatal: the fields asked for may still be good. Patterns
     # run on Python's `re`, the engine the spec loader compiles them with (pydantic's default Rust

@@ -28,6 +28,7 @@ import annotated_types
 
 import dspy
 from pydantic import ConfigDict, create_model
+from pydantic.fields import FieldInfo
 
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.spec import Spec
@@ -180,10 +181,18 @@ def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
     if not pinned and not minimums:
         return bounded
     fields: dict[str, Any] = {}
-    for name, info in bounded.model_fields.items():
+    # Pinned fields come first in the output, so the model writes the rest after the value it was
+    # asked for (a label emitted last is forced onto text written without it).
+    order = sorted(bounded.model_fields, key=lambda name: name not in pinned)
+    for name in order:
+        info = bounded.model_fields[name]
         annotation: Any = info.annotation
         if name in pinned:
             annotation = Literal[pinned[name]]
+            field = spec.fields.get(name) if spec.fields else None
+            meaning = (field.meanings or {}).get(pinned[name]) if field else None
+            if meaning:  # only the asked-for value's meaning, not every label's
+                info = FieldInfo.merge_field_infos(info, description=meaning)
         elif name in minimums and annotation is str:
             annotation = Annotated[str, annotated_types.MinLen(minimums[name])]
         fields[name] = (annotation, info)
@@ -202,12 +211,15 @@ def make_module(schema: TaskSchema, spec: Spec, strategy: str, cell: Cell = ()) 
     return dspy.ChainOfThought(sig) if spec.generate.module == "cot" else dspy.Predict(sig)
 
 
-def attributes_text(schema: TaskSchema, cell: Cell) -> str:
+def attributes_text(spec: Spec, schema: TaskSchema, cell: Cell) -> str:
+    """One line per pinned field: the value, and what that value means when the spec says."""
     if not cell:
         return "any"
     lines = []
     for name, value in cell:
-        desc = schema.description(name)
+        field = spec.fields.get(name) if spec.fields else None
+        meaning = (field.meanings or {}).get(value) if field else None
+        desc = meaning or schema.description(name)
         lines.append(f"{name} = {value}" + (f" ({desc})" if desc else ""))
     return "\n".join(lines)
 
@@ -285,12 +297,12 @@ def prompt_inputs(spec: Spec, schema: TaskSchema, strategy: str, task: Any, seed
         return {"task": text, "seed_examples": seeds_shown(seeds, task, spec.generate.seeds_per_call),
                 "topic": task.topic, "count": task.count}
     if strategy in ("conditioned", "subtopics"):
-        return {"task": text, "topic": task.topic, "attributes": attributes_text(schema, cell), "count": task.count}
+        return {"task": text, "topic": task.topic, "attributes": attributes_text(spec, schema, cell), "count": task.count}
     if strategy == "style_seeds":
         shown = seed_window(seeds, task.slot, spec.generate.seeds_per_call or STYLE_SEEDS)
         return {"task": text, "style_examples": json.dumps(shown, indent=1, ensure_ascii=False),
                 "avoid": avoid_list(schema, history, task.topic, cell), "topic": task.topic,
-                "attributes": attributes_text(schema, cell), "count": task.count}
+                "attributes": attributes_text(spec, schema, cell), "count": task.count}
     if strategy == "mutate":
         source = mutation_source(seeds, history, schema, task.topic, task.slot)
         return {"task": text, "example": json.dumps(source, ensure_ascii=False),
