@@ -26,9 +26,15 @@ import numpy as np
 _SLACK = 1e-4
 
 
-def principal_axes(vectors: np.ndarray) -> np.ndarray:
-    """An orthogonal d x d matrix whose columns are the vectors' principal axes, largest first."""
-    gram = vectors.T.astype(np.float64) @ vectors.astype(np.float64)
+def principal_axes(vectors: np.ndarray, sample: int = 16_384) -> np.ndarray:
+    """An orthogonal d x d matrix whose columns are the vectors' principal axes, largest first.
+
+    Found on up to `sample` evenly spaced rows: any orthogonal matrix keeps dot products (so the
+    searches stay exact), and a sample gives nearly the same leading axes for a fraction of the work.
+    """
+    step = max(1, len(vectors) // sample)
+    rows = vectors[::step].astype(np.float64)
+    gram = rows.T @ rows
     _, axes = np.linalg.eigh(gram)
     return axes[:, ::-1].astype(np.float32)
 

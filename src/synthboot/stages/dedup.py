@@ -429,9 +429,10 @@ def _marked_counts(matrix, marks: np.ndarray, line: np.ndarray, j: np.ndarray) -
 class SemanticLayer:
     """Embedding cosine similarity at or above a threshold (synthboot.embeddings).
 
-    Exact search in blocks (`synthboot.dedup.cosine`): each text links to its `k` most similar earlier
-    texts at or above the threshold, so identical runs give identical links. `k` bounds how many
-    earlier near-duplicates one text lists, never whether it is found when it has any.
+    Exact search in blocks (`synthboot.dedup.cosine`) up to 20,000 texts, cells with exact scores
+    above (`synthboot.dedup.ivf`): each text links to its `k` most similar earlier texts found at or
+    above the threshold, and identical runs give identical links. `k` bounds how many earlier
+    near-duplicates one text lists, never whether it is found when it has any.
     """
 
     name = "semantic"
@@ -450,7 +451,8 @@ class SemanticLayer:
         model = get_embedder(self.embedder)
         if not texts:
             return model.encode([])
-        return np.vstack(chunked(list(texts), model.encode, self.on_progress, size=512))
+        size = getattr(model, "progress_rows", 512)
+        return np.vstack(chunked(list(texts), model.encode, self.on_progress, size=size))
 
     def candidates(self, texts: Sequence[str]) -> Neighbours:
         return self.links(texts).lists()
@@ -462,14 +464,14 @@ class SemanticLayer:
 
     def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool]) -> Links:
         """The links between unit vectors (empty texts never link), found exactly."""
-        from synthboot.dedup.cosine import cosine_links
+        from synthboot.dedup.ivf import semantic_links
 
         n = len(vectors)
         empty_mask = np.asarray(empty, dtype=bool)
         # Empty texts' vectors are zeroed: below any positive threshold, so they never link and
         # never take the place of a real match among a text's k.
         vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32) if empty_mask.any() else vectors
-        i, j, score = cosine_links(vectors, self.threshold, self.k)
+        i, j, score = semantic_links(vectors, self.threshold, self.k)
         ok = ~empty_mask[i] & ~empty_mask[j]  # (a threshold of 0 would let zero vectors link)
         return Links.from_pairs(n, i[ok], j[ok], score[ok].astype(np.float64))
 
