@@ -103,14 +103,19 @@ def ivf_links(vectors: np.ndarray, threshold: float, k: int, *, cells: int | Non
             found.append(_best_k(later[differ], earlier[differ], sims[q, m][differ], k))
             held += len(found[-1][0])
         if held > _MERGE_AT:
-            found = [_best_k(*(np.concatenate(x) for x in zip(*found)), k)]
+            found = [_best_k(*_joined(found), k)]
             held = len(found[0][0])
     lap("cells")
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    out = _best_k(*(np.concatenate(x) for x in zip(*found)), k)
+    out = _best_k(*_joined(found), k)
     lap("merge")
     return out
+
+
+def _joined(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    i, j, score = zip(*found)
+    return np.concatenate(i), np.concatenate(j), np.concatenate(score)
 
 
 def _best_k(i: np.ndarray, j: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
