@@ -25,7 +25,8 @@ COARSE_AXES = 64  # leading principal axes the cells are found on (the scores us
 _MERGE_AT = 4_000_000  # pairs held before they are cut to each row's k best
 
 
-def semantic_links(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def semantic_links(vectors: np.ndarray, threshold: float, k: int, *, overwrite: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The semantic layer's search: exact up to `EXACT_MAX` rows, through cells above.
 
     BLAS runs on one thread here: on a busy machine OpenBLAS's threads spin waiting for each other
@@ -39,7 +40,7 @@ def semantic_links(vectors: np.ndarray, threshold: float, k: int) -> tuple[np.nd
     with threadpool_limits(limits=1, user_api="blas"):
         if len(vectors) <= EXACT_MAX:
             return cosine_links(vectors, threshold, k)
-        return ivf_links(vectors, threshold, k)
+        return ivf_links(vectors, threshold, k, overwrite=overwrite)
 
 
 def cell_count(n: int) -> int:
@@ -48,12 +49,13 @@ def cell_count(n: int) -> int:
 
 
 def ivf_links(vectors: np.ndarray, threshold: float, k: int, *, cells: int | None = None, probes: int = 8,
-              iterations: int = 8, seed: int = 0, timings: dict[str, float] | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              iterations: int = 8, seed: int = 0, timings: dict[str, float] | None = None,
+              overwrite: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, cosine), j < i, for each row i's up to `k` best earlier rows found at or above `threshold`.
 
     Pairs come sorted by i, then best first, ties to the earlier row (as `cosine_links`).
-    `timings`, when given, gets the CPU seconds of each phase.
+    `timings`, when given, gets the CPU seconds of each phase. `overwrite`: `vectors` (float32,
+    C-ordered) may be turned to their principal axes in place (1M rows: 1 GB not copied).
     """
     import time
 
@@ -71,7 +73,10 @@ def ivf_links(vectors: np.ndarray, threshold: float, k: int, *, cells: int | Non
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     cells = min(cells or cell_count(n), n)
     probes = min(probes, cells)
-    rotated = vectors @ principal_axes(vectors)
+    axes = principal_axes(vectors)
+    rotated = vectors if overwrite else np.empty_like(vectors)
+    for lo in range(0, n, 65_536):  # in blocks: in place needs each block's product apart
+        rotated[lo:lo + 65_536] = vectors[lo:lo + 65_536] @ axes
     coarse = np.ascontiguousarray(rotated[:, :min(COARSE_AXES, d)])
     lap("rotate")
     centroids = _kmeans(coarse, cells, iterations, seed)

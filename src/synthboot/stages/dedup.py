@@ -446,13 +446,23 @@ class SemanticLayer:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         from synthboot.embeddings import get_embedder
-        from synthboot.progress import chunked
 
         model = get_embedder(self.embedder)
         if not texts:
             return model.encode([])
-        size = getattr(model, "progress_rows", 512)
-        return np.vstack(chunked(list(texts), model.encode, self.on_progress, size=size))
+        size, total = getattr(model, "progress_rows", 512), len(texts)
+        out: np.ndarray | None = None  # filled chunk by chunk: no list of chunks to stack (1M rows: 1 GB)
+        if self.on_progress is not None:
+            self.on_progress(0, total)  # starts the clock, so the rate and ETA count the first chunk
+        for start in range(0, total, size):
+            rows = model.encode(list(texts[start:start + size]))
+            if out is None:
+                out = np.zeros((total, rows.shape[1]), dtype=np.float32)
+            out[start:start + len(rows)] = rows
+            if self.on_progress is not None:
+                self.on_progress(min(start + size, total), total)
+        assert out is not None
+        return out
 
     def candidates(self, texts: Sequence[str]) -> Neighbours:
         return self.links(texts).lists()
@@ -460,9 +470,10 @@ class SemanticLayer:
     def links(self, texts: Sequence[str]) -> Links:
         if len(texts) < 2:
             return Links.empty(len(texts))
-        return self.links_from_vectors(self.embed(texts), [not t.strip() for t in texts])
+        # The vectors are this call's own: the search may turn them in place.
+        return self.links_from_vectors(self.embed(texts), [not t.strip() for t in texts], overwrite=True)
 
-    def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool]) -> Links:
+    def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool], *, overwrite: bool = False) -> Links:
         """The links between unit vectors (empty texts never link), found exactly."""
         from synthboot.dedup.ivf import semantic_links
 
@@ -470,8 +481,12 @@ class SemanticLayer:
         empty_mask = np.asarray(empty, dtype=bool)
         # Empty texts' vectors are zeroed: below any positive threshold, so they never link and
         # never take the place of a real match among a text's k.
-        vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32) if empty_mask.any() else vectors
-        i, j, score = semantic_links(vectors, self.threshold, self.k)
+        if empty_mask.any():
+            if overwrite:
+                vectors[empty_mask] = 0
+            else:
+                vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32)
+        i, j, score = semantic_links(vectors, self.threshold, self.k, overwrite=overwrite)
         ok = ~empty_mask[i] & ~empty_mask[j]  # (a threshold of 0 would let zero vectors link)
         return Links.from_pairs(n, i[ok], j[ok], score[ok].astype(np.float64))
 
