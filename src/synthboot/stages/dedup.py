@@ -454,13 +454,16 @@ class SemanticLayer:
         out: np.ndarray | None = None  # filled chunk by chunk: no list of chunks to stack (1M rows: 1 GB)
         if self.on_progress is not None:
             self.on_progress(0, total)  # starts the clock, so the rate and ETA count the first chunk
-        for start in range(0, total, size):
-            rows = model.encode(list(texts[start:start + size]))
+        # A slow model (MiniLM: tens of texts a second on long texts) starts with a small chunk, so the
+        # progress line gives a rate and a time estimate within seconds, not after the first 512 texts.
+        starts = [0, *range(min(32, size), total, size)] if size < 1024 else list(range(0, total, size))
+        for start, stop in zip(starts, [*starts[1:], total]):
+            rows = model.encode(list(texts[start:stop]))
             if out is None:
                 out = np.zeros((total, rows.shape[1]), dtype=np.float32)
-            out[start:start + len(rows)] = rows
+            out[start:stop] = rows
             if self.on_progress is not None:
-                self.on_progress(min(start + size, total), total)
+                self.on_progress(stop, total)
         assert out is not None
         return out
 
