@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthboot.dedup.cosine import principal_axes
+from synthboot.dedup.cosine import principal_axes, rank_score
 
 EXACT_MAX = 20_000  # up to this many rows the exact search runs (20k: about 2 s of CPU)
 COARSE_AXES = 64  # leading principal axes the cells are found on (the scores use all of them)
 _MERGE_AT = 4_000_000  # pairs held before they are cut to each row's k best
+_BLOCK = 2048  # queries and members per product
+_FEW = 262_144  # a block with more pairs above the threshold is cut to each row's k best first
 
 
 def semantic_links(vectors: np.ndarray, threshold: float, k: int, *, overwrite: bool = False
@@ -97,25 +99,62 @@ def ivf_links(vectors: np.ndarray, threshold: float, k: int, *, cells: int | Non
     for c in range(cells):
         members = members_order[member_edges[c]:member_edges[c + 1]]
         queries = probe_row[probe_edges[c]:probe_edges[c + 1]]
-        if len(members) == 0 or len(queries) == 0:
-            continue
-        sims = rotated[queries] @ rotated[members].T
-        q, m = np.nonzero(sims >= threshold)
-        q_row, m_row = queries[q], members[m]
-        later, earlier = np.maximum(q_row, m_row), np.minimum(q_row, m_row)
-        differ = later != earlier
-        if differ.any():
-            found.append(_best_k(later[differ], earlier[differ], sims[q, m][differ], k))
-            held += len(found[-1][0])
-        if held > _MERGE_AT:
-            found = [_best_k(*_joined(found), k)]
-            held = len(found[0][0])
+        # In blocks: a cell full of copies of one text (thousands at 1M rows) would otherwise make
+        # a product, and a list of pairs, of gigabytes.
+        for qa in range(0, len(queries), _BLOCK):
+            for ma in range(0, len(members), _BLOCK):
+                pairs = _block_pairs(rotated, queries[qa:qa + _BLOCK], members[ma:ma + _BLOCK], threshold, k)
+                if pairs is not None:
+                    found.append(pairs)
+                    held += len(pairs[0])
+                if held > _MERGE_AT:
+                    found = [_best_k(*_joined(found), k)]
+                    held = len(found[0][0])
     lap("cells")
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     out = _best_k(*_joined(found), k)
     lap("merge")
     return out
+
+
+def _block_pairs(rotated: np.ndarray, queries: np.ndarray, members: np.ndarray, threshold: float, k: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(later row, earlier row, cosine) of the block's pairs at or above the threshold (None: no pair).
+
+    A block with many such pairs (copies of one text) gives only each row's k best of the block,
+    ties to the earlier row, as the final cut would: in both directions, since either row of a
+    pair may be the later one.
+    """
+    sims = rotated[queries] @ rotated[members].T
+    hit = sims >= threshold
+    hit &= queries[:, None] != members[None, :]
+    count = int(np.count_nonzero(hit))
+    if count == 0:
+        return None
+    if count <= _FEW:
+        q, m = np.nonzero(hit)
+        q_row, m_row = queries[q], members[m]
+        return np.maximum(q_row, m_row), np.minimum(q_row, m_row), sims[q, m]
+    parts = []
+    for later_is_query in (True, False):
+        mask = hit & ((members[None, :] < queries[:, None]) if later_is_query else (queries[:, None] < members[None, :]))
+        earlier = members if later_is_query else queries
+        # The score, then a tie-break far below float32's resolution: the earlier row first.
+        key = np.where(mask, rank_score(sims), -np.inf)
+        key -= (earlier[None, :] if later_is_query else earlier[:, None]) * 2.0 ** -50
+        axis = 1 if later_is_query else 0
+        top = min(k, key.shape[axis])
+        pick = np.argpartition(-key, top - 1, axis=axis)[:, :top] if axis == 1 \
+            else np.argpartition(-key, top - 1, axis=0)[:top, :]
+        ok = np.take_along_axis(mask, pick, axis=axis)
+        score = np.take_along_axis(sims, pick, axis=axis)
+        if later_is_query:
+            rows, cols = np.broadcast_to(queries[:, None], pick.shape), members[pick]
+        else:
+            rows, cols = np.broadcast_to(members[None, :], pick.shape), queries[pick]
+        parts.append((rows[ok], cols[ok], score[ok]))
+    return _joined(parts)
 
 
 def _joined(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,7 +164,7 @@ def _joined(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.
 
 def _best_k(i: np.ndarray, j: np.ndarray, score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct (i, j) pairs, sorted by i then best first (ties to the smaller j), at most k per i."""
-    order = np.lexsort((j, -score, i))
+    order = np.lexsort((j, -rank_score(score), i))
     i, j, score = i[order].astype(np.int64), j[order].astype(np.int64), score[order].astype(np.float32)
     # A pair found from both of its rows, or in several cells, may differ in the last bit
     # (different products): its first copy, the best, is kept.
