@@ -39,9 +39,12 @@ class PiecePool:
         self._lock = threading.Lock()  # one cache, shared by the threads of a process
         if model.token_mapping is not None or model.weights is not None:
             raise ValueError("PiecePool pools plain static models (no token mapping or weights)")
-        self.ids: dict[str, int] = {}  # piece -> row of `sums` / `raw`
+        self.ids: dict[str, int] = {}  # piece -> its number
         self.size = 0
-        self.sums = np.zeros((1024, model.dim), dtype=np.float32)  # token-vector sum per piece (known tokens)
+        # Each piece's known tokens, concatenated (`starts`: where each piece's begin): not a vector
+        # per piece, which at 1M rows with typos (a million distinct pieces) would be 1 GB.
+        self.tokens = np.zeros(4096, dtype=np.int32)
+        self.starts = np.zeros(1025, dtype=np.int64)
         self.raw = np.zeros(1024, dtype=np.float32)  # tokens per piece, unknown ones too (the token limit counts them)
         self.vectors = np.asarray(model.embedding, dtype=np.float32)
         self.words: list[str] = []  # pieces by id
@@ -68,7 +71,7 @@ class PiecePool:
         pieces = _PIECE.findall(joined)
         new = set(pieces).difference(self.ids)
         if new:
-            self._learn(sorted(new))  # sorted: piece ids, so sums' order, are the same in every run
+            self._learn(sorted(new))  # sorted: pieces are numbered, so summed, alike in every run
         flat = np.fromiter(map(self.ids.__getitem__, pieces), dtype=np.int64, count=len(pieces))
         marks = np.flatnonzero(flat == _MARK)
         ends = np.concatenate([marks, [len(flat)]])
@@ -77,7 +80,8 @@ class PiecePool:
         cols = np.delete(flat, marks)
         table = csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n, self.size))
         table.sum_duplicates()
-        out = np.asarray(table @ self.sums[:self.size], dtype=np.float32)
+        pieces_tokens = self._piece_tokens()
+        out = np.asarray((table @ pieces_tokens) @ self.vectors, dtype=np.float32)
         if self.model.max_length:
             limit = self.model.max_length
             over = np.flatnonzero(table @ self.raw[:self.size] > limit)
@@ -90,7 +94,10 @@ class PiecePool:
         """The token-vector sum of a text's first `limit` tokens (the tokenizer's truncation)."""
         total = np.cumsum(self.raw[seq])
         whole = int(np.searchsorted(total, limit, side="right"))  # pieces that fit entirely
-        out = self.sums[seq[:whole]].sum(axis=0)
+        first, stop = self.starts[seq[:whole]], self.starts[seq[:whole] + 1]
+        lengths = stop - first
+        at = np.arange(int(lengths.sum())) + np.repeat(first - (np.cumsum(lengths) - lengths), lengths)
+        out = self.vectors[self.tokens[at]].sum(axis=0)
         room = limit - (int(total[whole - 1]) if whole else 0)
         if room > 0 and whole < len(seq):
             ids = self._tokens([self.words[seq[whole]]])[0][:room]
@@ -100,7 +107,6 @@ class PiecePool:
 
     def _learn(self, pieces: list[str]) -> None:
         """Tokenize new pieces with the model's tokenizer (limits off: a piece is never cut)."""
-        from scipy.sparse import csr_matrix
 
         model = self.model
         encoded = self._tokens(pieces)
@@ -109,19 +115,27 @@ class PiecePool:
         token = np.fromiter((t for ids in encoded for t in ids), dtype=np.int64, count=int(lengths.sum()))
         owner = np.repeat(np.arange(len(pieces)), lengths)
         known = token != unk if unk is not None else np.ones(len(token), dtype=bool)
-        has = csr_matrix((np.ones(int(known.sum()), np.float32), (owner[known], token[known])),
-                         shape=(len(pieces), len(self.vectors)))
+        kept = token[known].astype(np.int32)
         need = self.size + len(pieces)
-        if need > len(self.raw):  # grow by doubling: chunks of texts keep adding pieces
-            grown = max(need, 2 * len(self.raw))
-            self.sums = np.concatenate([self.sums, np.zeros((grown - len(self.raw), model.dim), np.float32)])
-            self.raw = np.concatenate([self.raw, np.zeros(grown - len(self.raw), np.float32)])
-        self.sums[self.size:need] = has @ self.vectors
+        used = int(self.starts[self.size])
+        self.tokens = _room(self.tokens, used + len(kept))
+        self.tokens[used:used + len(kept)] = kept
+        self.starts = _room(self.starts, need + 1)
+        self.starts[self.size + 1:need + 1] = used + np.cumsum(np.bincount(owner[known], minlength=len(pieces)))
+        self.raw = _room(self.raw, need)
         self.raw[self.size:need] = lengths
         self.size = need
         for piece in pieces:
             self.ids[piece] = len(self.words)
             self.words.append(piece)
+
+    def _piece_tokens(self):
+        """The pieces so far as a sparse (piece x vocabulary) matrix of token counts."""
+        from scipy.sparse import csr_matrix
+
+        starts = self.starts[:self.size + 1]
+        data = np.ones(int(starts[-1]), dtype=np.float32)
+        return csr_matrix((data, self.tokens[:starts[-1]], starts), shape=(self.size, len(self.vectors)))
 
     def _tokens(self, pieces: list[str]) -> list[list[int]]:
         """Each piece's token ids by the model's tokenizer, unknown ones included, limits off."""
@@ -131,6 +145,15 @@ class PiecePool:
             return [e.ids for e in model.tokenizer.encode_batch_fast(pieces, add_special_tokens=False)]
         finally:
             model._set_max_length_in_tokenizer(model.max_length)
+
+
+def _room(values: np.ndarray, size: int) -> np.ndarray:
+    """`values`, grown by doubling to hold `size` items (chunks of texts keep adding pieces)."""
+    if size <= len(values):
+        return values
+    bigger = np.zeros(max(size, 2 * len(values)), dtype=values.dtype)
+    bigger[:len(values)] = values
+    return bigger
 
 
 def _lowered(text: str) -> str:
