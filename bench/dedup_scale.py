@@ -149,17 +149,20 @@ def rows_file(n: int) -> Path:
     return path
 
 
-def run_cli(path: Path, src: Path | None) -> dict:
+CLI_ARGS = "--method minhash --threshold 0.85"
+
+
+def run_cli(path: Path, src: Path | None, cli_args: str = CLI_ARGS) -> dict:
     """`synthboot dedup` on the file in a fresh process: wall, CPU and peak RSS from /usr/bin/time."""
     out = path.with_name(path.stem + (".kept-baseline" if src else ".kept") + ".jsonl")
     env = dict(os.environ, PYTHONPATH=str(src or REPO / "src"))
     started = time.perf_counter()
     done = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-m", "synthboot.cli", "dedup", str(path),
-                           "--field", "text", "--method", "minhash", "--threshold", "0.85", "--out", str(out)],
+                           "--field", "text", *cli_args.split(), "--out", str(out)],
                           capture_output=True, text=True, env=env, check=True)
     wall = time.perf_counter() - started
     stats = dict(line.strip().split(": ", 1) for line in done.stderr.splitlines() if ": " in line)
-    return {"code": "baseline" if src else "this", "rows": sum(1 for _ in open(path, "rb")), "wall_s": round(wall, 1),
+    return {"code": "baseline" if src else "this", "args": cli_args, "rows": sum(1 for _ in open(path, "rb")), "wall_s": round(wall, 1),
             "cpu_s": round(float(stats["User time (seconds)"]) + float(stats["System time (seconds)"]), 1),
             "peak_mb": round(int(stats["Maximum resident set size (kbytes)"]) / 1024),
             "output": done.stdout.strip().split(" in ")[0], "kept_file": str(out)}
@@ -231,9 +234,10 @@ def run_cli_curve(args: argparse.Namespace) -> None:
     sizes = [int(x) for x in args.curve.split(",")]
     for n in sizes:
         path = rows_file(n)
-        if args.baseline_src and n <= args.baseline_max:
-            print(json.dumps({"uptime": uptime(), **run_cli(path, Path(args.baseline_src))}), flush=True)
-        print(json.dumps({"uptime": uptime(), **run_cli(path, None)}), flush=True)
+        for cli_args in args.cli_args:
+            if args.baseline_src and n <= args.baseline_max:
+                print(json.dumps({"uptime": uptime(), **run_cli(path, Path(args.baseline_src), cli_args)}), flush=True)
+            print(json.dumps({"uptime": uptime(), **run_cli(path, None, cli_args)}), flush=True)
     if args.datasketch:
         print(json.dumps({"uptime": uptime(), **datasketch_loop(args.datasketch)}), flush=True)
     if args.sample:
@@ -253,7 +257,10 @@ def main() -> None:
     parser.add_argument("--baseline-max", type=int, default=250_000, help="cli: largest size for the baseline")
     parser.add_argument("--datasketch", type=int, default=0, help="cli: rows for the datasketch loop (0: skip)")
     parser.add_argument("--sample", type=int, default=0, help="cli: rows whose removals are checked exactly")
+    parser.add_argument("--cli-args", action="append", default=None,
+                        help=f"cli: the dedup options, repeatable (default {CLI_ARGS!r})")
     args = parser.parse_args()
+    args.cli_args = args.cli_args or [CLI_ARGS]
     if args.mode == "cli":
         run_cli_curve(args)
         return

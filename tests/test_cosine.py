@@ -29,7 +29,7 @@ def brute_force(vectors: np.ndarray, threshold: float, k: int) -> set[tuple[int,
     out = set()
     for i in range(len(vectors)):
         j = np.flatnonzero(sims[i, :i] >= threshold)
-        best = j[np.lexsort((j, -sims[i, j]))][:k]
+        best = j[np.lexsort((j, -np.round(sims[i, j].astype(np.float64), 5)))][:k]  # ties: within 1e-5
         out |= {(i, int(x)) for x in best}
     return out
 
@@ -69,3 +69,63 @@ def test_semantic_dedup_at_size_is_repeatable_and_finds_every_planted_pair():
     for copy, (layer, matched, score) in first.removed.items():
         assert layer == "semantic" and score >= 0.9
         assert matched == twins[copy]
+
+
+def _pairs(i: np.ndarray, j: np.ndarray) -> set[tuple[int, int]]:
+    return set(zip(i.tolist(), j.tolist()))
+
+
+def test_cells_search_recall_against_exact_and_repeatable():
+    from threadpoolctl import threadpool_limits
+
+    from synthboot.dedup.ivf import ivf_links
+
+    # 10,000 rows, 400 planted copies at cosine ~0.93-0.99, some copied several times: the cells'
+    # candidates, re-scored exactly, against the exact search.
+    vectors, twins = planted(10_000, 64, 400, 0.03, seed=3)
+    with threadpool_limits(limits=1, user_api="blas"):
+        exact_i, exact_j, _ = cosine_links(vectors, 0.9, 16)
+        i, j, score = ivf_links(vectors, 0.9, 16)
+        again = ivf_links(vectors, 0.9, 16)
+    assert all(np.array_equal(a, b) for a, b in zip((i, j, score), again))  # identical runs, identical links
+    assert np.all(score >= 0.9) and np.all(j < i)
+    assert np.allclose(score, np.einsum("ij,ij->i", vectors[i], vectors[j]), atol=1e-5)  # exact scores
+    exact, found = _pairs(exact_i, exact_j), _pairs(i, j)
+    assert len(found & exact) >= 0.99 * len(exact)
+    assert set(i.tolist()) >= {c for c in twins}  # every planted copy has its match
+    assert all((c, o) in found for c, o in twins.items())
+
+
+def test_semantic_layer_above_the_exact_size_uses_cells(monkeypatch):
+    import synthboot.dedup.ivf as ivf
+
+    vectors, twins = planted(6_000, 48, 200, 0.02, seed=4)
+    items = [(k, f"row {k}") for k in range(len(vectors))]
+    exact = dedup_texts(items, [_PlantedLayer(vectors)])
+    calls = []
+    real = ivf.ivf_links
+    monkeypatch.setattr(ivf, "EXACT_MAX", 1_000)
+    monkeypatch.setattr(ivf, "ivf_links", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    through_cells = dedup_texts(items, [_PlantedLayer(vectors)])
+    assert calls and through_cells.removed == exact.removed and set(exact.removed) == set(twins)
+
+
+def test_cells_search_with_a_cell_of_copies_keeps_the_earliest_ties(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    import synthboot.dedup.ivf as ivf
+
+    # 1,500 exact copies of row 5 (all at cosine 1: ties) in one cell; small blocks, and a low
+    # count for the cut to each row's k best, so the dense path runs in both directions.
+    vectors, _ = planted(4_000, 32, 100, 0.03, seed=5)
+    vectors[1000:2500] = vectors[5]
+    monkeypatch.setattr(ivf, "_BLOCK", 512)
+    monkeypatch.setattr(ivf, "_FEW", 1_000)
+    with threadpool_limits(limits=1, user_api="blas"):
+        exact_i, exact_j, _ = cosine_links(vectors, 0.9, 16)
+        i, j, score = ivf.ivf_links(vectors, 0.9, 16, cells=40)
+    exact, found = _pairs(exact_i, exact_j), _pairs(i, j)
+    copies = set(range(1000, 2500))
+    assert {p for p in found if p[0] in copies} == {p for p in exact if p[0] in copies}
+    assert [x for a, x in zip(i.tolist(), j.tolist()) if a == 2499] == [5, *range(1000, 1015)]
+    assert len(found & exact) >= 0.99 * len(exact)

@@ -26,7 +26,12 @@ def test_status_of_a_run_imports_no_heavy_library(tiny_run):
 
 
 def test_dedup_file_module_imports_no_heavy_library():
-    assert loaded_after("import synthboot.dedup.file, synthboot.dedup.stream") == []
+    assert loaded_after("import synthboot.dedup.file, synthboot.dedup.stream, synthboot.dedup.ivf") == []
+
+
+def test_optimize_reports_are_read_without_dspy():
+    # `status` of an optimized run reads its reports from here.
+    assert loaded_after("import synthboot.optimize_reports, synthboot.cli.render_optimize") == []
 
 
 def test_the_library_still_loads_them_where_needed():

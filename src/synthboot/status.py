@@ -131,7 +131,7 @@ def run_status(run_dir: str | Path) -> RunStatus:
         optimization: list = []
         # Only for runs that were optimized: the optimize module imports DSPy (seconds to load).
         if store.optimize_runs("done"):
-            from synthboot.optimize import optimize_reports
+            from synthboot.optimize_reports import optimize_reports
 
             optimization = optimize_reports(store)
         coverage = source_coverage(store, {c.id for c in kept}) if spec and spec.sources else None

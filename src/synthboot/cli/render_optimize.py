@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from synthboot.optimize import OptimizeReport, Score
+from synthboot.optimize_reports import OptimizeReport, Score
 
 SPLIT_LABELS = {"dev": "dev", "test": "test", "real_test": "real test"}  # real: human-labeled rows
 

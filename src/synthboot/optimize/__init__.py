@@ -38,9 +38,10 @@ from synthboot.schema import TaskSchema
 from synthboot.spec import Spec
 from synthboot.store import PhaseRow, PredictionRow, ScoreRow, Store
 from synthboot.view import DatasetView
+# The report types and reader live apart: `synthboot status` reads reports without importing DSPy.
+from synthboot.optimize_reports import PHASES, OptimizeReport, PhaseStats, Score, optimize_reports  # noqa: F401
 from synthboot.task import Task
 
-PHASES = ("baseline", "compile", "optimized", "test")
 RAG_PROGRAM = "rag"  # the built-in retrieve-then-answer program over the run's chunks (synthboot.optimize.rag)
 EVAL_SPLITS = ("dev", "test", "real_test")
 
@@ -61,40 +62,6 @@ class OptimizeSettings:
     num_threads: int = 2
     test_file: str | None = None        # JSONL of real labeled examples: the real test set
     round: int = 0                      # growth round (synthboot.optimize.grow)
-
-
-@dataclass
-class Score:
-    n: int
-    mean: float
-    low: float
-    high: float
-
-
-@dataclass
-class PhaseStats:
-    phase: str
-    calls: int          # distinct LM calls the phase used (made now or answered from the store)
-    calls_made: int     # of which made now (a re-run makes none)
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-
-
-@dataclass
-class OptimizeReport:
-    run_id: int
-    round: int
-    settings: dict[str, Any]
-    program_path: str | None  # relative to the run directory: a run stays whole when moved
-    scores: dict[tuple[str, str], Score] = field(default_factory=dict)  # (split, baseline|optimized|gain)
-    phases: list[PhaseStats] = field(default_factory=list)
-    status: str = "done"
-
-    def _repr_html_(self) -> str:  # Jupyter
-        from synthboot.notebook import optimize_html
-
-        return optimize_html(self)
 
 
 @dataclass
@@ -339,24 +306,6 @@ def _finish_run(store: Store, report: OptimizeReport, sets: dict[str, list[Item]
                                for (split, name), sc in report.scores.items()],
                               [PhaseRow(p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens, p.seconds)
                                for p in report.phases])
-
-
-def optimize_reports(store: Store, *, latest_only: bool = False) -> list[OptimizeReport]:
-    """Finished optimize runs read back from the store, oldest first (the newest when `latest_only`)."""
-    rows = store.optimize_runs("done")
-    if latest_only:
-        rows = rows[-1:]
-    order = {p: i for i, p in enumerate(PHASES)}
-    reports = []
-    for row in rows:
-        report = OptimizeReport(row.id, row.round, row.settings, row.program_path)
-        for s in store.optimize_scores(row.id):
-            report.scores[s.split, s.program] = Score(s.n, s.mean, s.ci_low, s.ci_high)
-        report.phases = sorted((PhaseStats(p.phase, p.calls, p.calls_made, p.prompt_tokens, p.completion_tokens,
-                                           p.seconds) for p in store.optimize_phases(row.id)),
-                               key=lambda p: order.get(p.phase, 99))
-        reports.append(report)
-    return reports
 
 
 def load_optimized(run_dir: str | Path, report: OptimizeReport | None = None) -> dspy.Module:

@@ -202,7 +202,7 @@ def _split_distributions(view: DatasetView, spec: Spec) -> dict[str, dict[str, d
 
 def _optimize(store: Store) -> list[Any]:
     try:
-        from synthboot.optimize import optimize_reports
+        from synthboot.optimize_reports import optimize_reports
     except ImportError:
         return []
     return optimize_reports(store)

@@ -429,9 +429,10 @@ def _marked_counts(matrix, marks: np.ndarray, line: np.ndarray, j: np.ndarray) -
 class SemanticLayer:
     """Embedding cosine similarity at or above a threshold (synthboot.embeddings).
 
-    Exact search in blocks (`synthboot.dedup.cosine`): each text links to its `k` most similar earlier
-    texts at or above the threshold, so identical runs give identical links. `k` bounds how many
-    earlier near-duplicates one text lists, never whether it is found when it has any.
+    Exact search in blocks (`synthboot.dedup.cosine`) up to 20,000 texts, cells with exact scores
+    above (`synthboot.dedup.ivf`): each text links to its `k` most similar earlier texts found at or
+    above the threshold, and identical runs give identical links. `k` bounds how many earlier
+    near-duplicates one text lists, never whether it is found when it has any.
     """
 
     name = "semantic"
@@ -445,12 +446,26 @@ class SemanticLayer:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         from synthboot.embeddings import get_embedder
-        from synthboot.progress import chunked
 
         model = get_embedder(self.embedder)
         if not texts:
             return model.encode([])
-        return np.vstack(chunked(list(texts), model.encode, self.on_progress, size=512))
+        size, total = getattr(model, "progress_rows", 512), len(texts)
+        out: np.ndarray | None = None  # filled chunk by chunk: no list of chunks to stack (1M rows: 1 GB)
+        if self.on_progress is not None:
+            self.on_progress(0, total)  # starts the clock, so the rate and ETA count the first chunk
+        # A slow model (MiniLM: tens of texts a second on long texts) starts with a small chunk, so the
+        # progress line gives a rate and a time estimate within seconds, not after the first 512 texts.
+        starts = [0, *range(min(32, size), total, size)] if size < 1024 else list(range(0, total, size))
+        for start, stop in zip(starts, [*starts[1:], total]):
+            rows = model.encode(list(texts[start:stop]))
+            if out is None:
+                out = np.zeros((total, rows.shape[1]), dtype=np.float32)
+            out[start:stop] = rows
+            if self.on_progress is not None:
+                self.on_progress(stop, total)
+        assert out is not None
+        return out
 
     def candidates(self, texts: Sequence[str]) -> Neighbours:
         return self.links(texts).lists()
@@ -458,18 +473,23 @@ class SemanticLayer:
     def links(self, texts: Sequence[str]) -> Links:
         if len(texts) < 2:
             return Links.empty(len(texts))
-        return self.links_from_vectors(self.embed(texts), [not t.strip() for t in texts])
+        # The vectors are this call's own: the search may turn them in place.
+        return self.links_from_vectors(self.embed(texts), [not t.strip() for t in texts], overwrite=True)
 
-    def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool]) -> Links:
+    def links_from_vectors(self, vectors: np.ndarray, empty: Sequence[bool], *, overwrite: bool = False) -> Links:
         """The links between unit vectors (empty texts never link), found exactly."""
-        from synthboot.dedup.cosine import cosine_links
+        from synthboot.dedup.ivf import semantic_links
 
         n = len(vectors)
         empty_mask = np.asarray(empty, dtype=bool)
         # Empty texts' vectors are zeroed: below any positive threshold, so they never link and
         # never take the place of a real match among a text's k.
-        vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32) if empty_mask.any() else vectors
-        i, j, score = cosine_links(vectors, self.threshold, self.k)
+        if empty_mask.any():
+            if overwrite:
+                vectors[empty_mask] = 0
+            else:
+                vectors = np.where(empty_mask[:, None], 0, vectors).astype(np.float32)
+        i, j, score = semantic_links(vectors, self.threshold, self.k, overwrite=overwrite)
         ok = ~empty_mask[i] & ~empty_mask[j]  # (a threshold of 0 would let zero vectors link)
         return Links.from_pairs(n, i[ok], j[ok], score[ok].astype(np.float64))
 
