@@ -15,20 +15,9 @@ import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.store import Store
 
-MATH_SPEC = """
-name: math
-task: Grade-school math word problems, each with its integer answer.
-fields:
-  question: {type: str, description: "A word problem", input: true}
-  answer: {type: int, description: "The integer answer"}
-seeds:
-  - {question: "Tom has 3 apples and buys 4 more. How many apples does he have?", answer: 7}
-  - {question: "A box holds 6 eggs. How many eggs are in 5 boxes?", answer: 30}
-topics: [shopping]
-generate: {per_topic: 6, per_call: 6}
-dedup: {semantic: false}
-verify: {module: pot}
-"""
+from .test_verify import MATH_SPEC as VERIFY_MATH_SPEC
+
+MATH_SPEC = VERIFY_MATH_SPEC + "verify: {module: pot}\n"  # the verify tests' spec, programs on
 
 # question -> (generated answer, the program the verifier writes)
 PLANTED = {
