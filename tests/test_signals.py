@@ -20,9 +20,7 @@ from tests.support.procs import (candidates_by_slot, integrity, loopback_spec, r
 def test_signal_stops_cleanly_and_resume_finishes(sig, tmp_path):
     spec = loopback_spec(tmp_path / "spec.yaml", per_topic=8)  # 20 generation calls
     run_dir = tmp_path / "run"
-    # Slow replies: under load the first `done` row was seen only after the whole run had finished
-    # (a 0.5 s reply gave 4.4 calls/s, so the run ended in 14 s, before the signal).
-    with serve(delay_s=2.0) as url:
+    with serve(delay_s=0.5) as url:
         proc = start(run_args(spec, run_dir, url))
         assert wait_for(lambda: bool(rows(run_dir, "SELECT 1 FROM tasks WHERE status = 'done'")), 120, proc)
         sent = time.monotonic()

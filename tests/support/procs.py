@@ -55,9 +55,17 @@ def run_args(spec: Path, out: Path, base_url: str | None = None, *extra: str) ->
     return args + list(extra)
 
 
+def _interruptible() -> None:
+    # A command run in the background of a non-interactive shell (`make test &`, nohup, some CI
+    # runners) starts with SIGINT ignored, and a child inherits that across exec: Python then never
+    # installs its Ctrl-C handler and the signal tests' SIGINT did nothing. A user's Ctrl-C reaches a
+    # foreground process whose SIGINT is the default: give the child that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=kwargs.pop("env", None) or env(), **kwargs)
+                            env=kwargs.pop("env", None) or env(), preexec_fn=_interruptible, **kwargs)
 
 
 def run(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
