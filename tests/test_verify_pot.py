@@ -15,7 +15,7 @@ import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.store import Store
 
-from .test_verify import MATH_SPEC as VERIFY_MATH_SPEC
+from .test_verify import MATH_SPEC as VERIFY_MATH_SPEC, verify_decisions
 
 MATH_SPEC = VERIFY_MATH_SPEC + "verify: {module: pot}\n"  # the verify tests' spec, programs on
 
@@ -44,13 +44,6 @@ def pot_lm(requests: list[str]):
         requests.append(prompt)
         return json.dumps({"program": PLANTED[question][1]})
     return scripted_lm([reply], cycle=True)
-
-
-def verify_decisions(run) -> dict[str, dict]:
-    with Store(run) as store:
-        by_id = {c.id: c for c in store.candidates(origin="lm")}
-        return {by_id[cid].fields["question"]: {"kept": d.kept, "reason": d.reason, "details": d.details or {}}
-                for cid, d in store.decisions("verify").items()}
 
 
 def test_planted_wrong_integers_are_rejected_and_programs_stored(tmp_path):
