@@ -1,5 +1,6 @@
 """Default checks for a text cut at its length bound (`truncated:<field>`) and for letters of a
-script that neither the seeds nor the inputs use (`mixed_script:<field>`).
+script that neither the seeds nor the inputs use (`mixed_script:<field>`); and the item a reply
+cut at max_tokens left unfinished, which never parses and says why.
 
 The false alarms matter more than the catches: finished answers that end exactly at the bound,
 code, lists, accented Latin, emoji and math must pass.
@@ -16,7 +17,9 @@ import synthboot
 from synthboot.checks import ends_finished
 from synthboot.lm.scripted import scripted_lm
 from synthboot.loader import parse_spec
+from synthboot.schema import TaskSchema
 from synthboot.scripts import scripts_of
+from synthboot.stages.generate import CUT_REPLY, parse_items, reply_items
 from synthboot.stages.validate import decide_all
 from synthboot.status import run_status
 from synthboot.store import Candidate
@@ -160,3 +163,16 @@ def test_the_reasons_are_stored_and_counted_by_status(tmp_path):
     db = sqlite3.connect(tmp_path / "run" / "synthboot.db")
     [(details,)] = db.execute("SELECT details FROM decisions WHERE stage = 'validate' AND reason = 'mixed_script:answer'")
     assert "内存" in json.loads(details)["failures"]["mixed_script:answer"]
+
+
+def test_the_item_a_reply_cut_at_max_tokens_left_unfinished_says_so():
+    schema = TaskSchema.from_spec(parse_spec(SPEC))
+    text = '{"examples": [{"question": "q1?", "answer": "a1."}, {"question": "q2?", "ans'
+    cut = reply_items(parse_items(text, schema), text, "length", None)
+    assert cut[0]["fields"] is not None and "parse_error" not in cut[0]
+    assert cut[1]["parse_error"].startswith(CUT_REPLY + "invalid JSON")
+    assert not reply_items(parse_items(text, schema), text, "stop", None)[1]["parse_error"].startswith(CUT_REPLY)
+    [nothing] = reply_items([], '{"exa', "length", "Adapter failed")
+    assert nothing["fields"] is None and nothing["parse_error"] == CUT_REPLY + "Adapter failed"
+    whole = '{"examples": [{"question": "q1?", "answer": "a1."}'  # cut between items: every item is whole
+    assert "parse_error" not in reply_items(parse_items(whole, schema), whole, "length", None)[0]
