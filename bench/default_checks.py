@@ -6,6 +6,10 @@ would reject if the text sat at its length bound) and the share `mixed_script` r
 corpus's first 5 rows as seeds; then every text of 80+ characters cut at a seeded random point
 inside it: the share `ends_finished` calls unfinished (the check's recall on cut texts).
 
+Part 3 (`--scan GLOB`): every run store matching GLOB (opened read-only): its LM candidates'
+string fields at their bound (unique values), which of those `ends_finished` calls unfinished
+(printed, to read by hand), and how many candidates each new check rejects.
+
 Part 2, re-filter of run stores (`--store DIR`, repeatable): copies each store, re-runs the
 validate stage with the spec stored in it (no LM call), and lists the kept items each new check
 rejects.
@@ -98,6 +102,55 @@ def refilter(store_dir: Path) -> None:
         store.close()
 
 
+def scan(pattern: str, exclude: list[str]) -> None:
+    import glob
+
+    from synthboot.checks import ends_finished, mixed_script, string_bound, truncated
+    from synthboot.store import Store
+    from synthboot.task import Task
+
+    stores = candidates = 0
+    at_bound: dict[tuple[str, str], bool] = {}
+    rejects: Counter = Counter()
+    for db in sorted(glob.glob(pattern, recursive=True)):
+        if any(part in db for part in exclude):
+            continue
+        try:
+            store = Store(Path(db).parent, readonly=True)
+            spec = store.spec()
+            task = Task.of(spec)
+            rows = store.candidates(origin="lm")
+        except Exception:  # noqa: BLE001 - a store of another version or without a spec: skip it
+            continue
+        stores += 1
+        for c in rows:
+            try:
+                item = task.schema.validate_item(c.fields).model_dump(mode="json") if c.fields else None
+            except ValueError:
+                item = None
+            if item is None:
+                continue
+            candidates += 1
+            for name in task.schema.names:
+                value = item.get(name)
+                if task.schema.kind(name) == "str" and isinstance(value, str):
+                    bound = string_bound(name, task.schema, spec)
+                    if bound - 3 <= len(value) <= bound and bound >= 80:
+                        at_bound[name, value] = ends_finished(value)
+            for check in (truncated, mixed_script):
+                if (failed := check(item, task.schema, spec)) is not None:
+                    rejects[failed[0].split(":")[0]] += 1
+        store.close()
+    unfinished = [(n, v) for (n, v), finished in at_bound.items() if not finished]
+    print(f"\n{stores} stores, {candidates} schema-valid LM candidates; {len(at_bound)} distinct texts at their "
+          f"bound (80+), {len(unfinished)} called unfinished; rejections: {dict(rejects)}")
+    for name, value in unfinished:
+        print(f"  {name} ({len(value)}): ...{value[-50:]!r}")
+    for (name, value), finished in at_bound.items():
+        if finished:
+            print(f"  FINISHED at the bound: {name} ({len(value)}): ...{value[-50:]!r}")
+
+
 def _kept_ids(store: Any) -> set[int]:
     return {cid for cid, _split in store.splits().items()}
 
@@ -105,12 +158,16 @@ def _kept_ids(store: Any) -> set[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", action="append", default=[], type=Path, help="a run directory to re-filter (copied)")
+    parser.add_argument("--scan", help="a glob of synthboot.db files to scan read-only (part 3)")
+    parser.add_argument("--exclude", action="append", default=["/pytest-of-"], help="skip paths holding this")
     parser.add_argument("--skip-corpora", action="store_true")
     args = parser.parse_args()
     if not args.skip_corpora:
         false_alarms()
     for store_dir in args.store:
         refilter(store_dir)
+    if args.scan:
+        scan(args.scan, args.exclude)
 
 
 if __name__ == "__main__":
