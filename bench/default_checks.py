@@ -10,6 +10,9 @@ Part 3 (`--scan GLOB`): every run store matching GLOB (opened read-only): its LM
 string fields at their bound (unique values), which of those `ends_finished` calls unfinished
 (printed, to read by hand), and how many candidates each new check rejects.
 
+Part 4 (`--speed N`): microseconds per item of the checks that ran before (empty, list items,
+answer_leak) and of all of them, over N copies of the example spec's kept-like item.
+
 Part 2, re-filter of run stores (`--store DIR`, repeatable): copies each store, re-runs the
 validate stage with the spec stored in it (no LM call), and lists the kept items each new check
 rejects.
@@ -151,6 +154,28 @@ def scan(pattern: str, exclude: list[str]) -> None:
             print(f"  FINISHED at the bound: {name} ({len(value)}): ...{value[-50:]!r}")
 
 
+def speed(n: int) -> None:
+    import time
+
+    from synthboot import checks
+    from synthboot.loader import load_spec
+    from synthboot.task import Task
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "examples" / "python-qa.yaml")
+    schema = Task.of(spec).schema
+    item = {"question": "What is the difference between threads and processes in Python?",
+            "answer": "Threads share one memory space; processes do not, so they exchange data by messages. " * 3,
+            "difficulty": "hard", "topic": "concurrency"}
+    print()
+    for label, group in [("before (empty, list items, answer_leak)", checks.CHECKS[:3]), ("all five", checks.CHECKS),
+                         ("truncated alone", [checks.truncated]), ("mixed_script alone", [checks.mixed_script])]:
+        start = time.perf_counter()
+        for _ in range(n):
+            for check in group:
+                check(item, schema, spec)
+        print(f"{label}: {(time.perf_counter() - start) / n * 1e6:.1f} us per item")
+
+
 def _kept_ids(store: Any) -> set[int]:
     return {cid for cid, _split in store.splits().items()}
 
@@ -160,6 +185,7 @@ def main() -> None:
     parser.add_argument("--store", action="append", default=[], type=Path, help="a run directory to re-filter (copied)")
     parser.add_argument("--scan", help="a glob of synthboot.db files to scan read-only (part 3)")
     parser.add_argument("--exclude", action="append", default=["/pytest-of-"], help="skip paths holding this")
+    parser.add_argument("--speed", type=int, default=0, help="time the checks over N items (part 4)")
     parser.add_argument("--skip-corpora", action="store_true")
     args = parser.parse_args()
     if not args.skip_corpora:
@@ -168,6 +194,8 @@ def main() -> None:
         refilter(store_dir)
     if args.scan:
         scan(args.scan, args.exclude)
+    if args.speed:
+        speed(args.speed)
 
 
 if __name__ == "__main__":
