@@ -9,7 +9,11 @@ import pytest
 
 import synthboot
 from synthboot.cli import main
+from synthboot.schema import TaskSchema
+from synthboot.stages.strategies import attributes_text
 from synthboot.templates import TEMPLATES, available
+
+from .conftest import REPO
 
 SHIPPED = [name for name in TEMPLATES if name in available()]
 
@@ -60,3 +64,20 @@ def test_math_template_runs_as_written_on_the_embedded_model(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["status"]["calls"]["by_purpose"]["generate"] == 1  # one batch (the verify stage may add its own)
     assert doc["status"]["funnel"]["parsed"] >= 1  # the embedded model answered in the template's schema
+
+
+@pytest.mark.parametrize("source", ["template", "example"])
+def test_classification_specs_give_every_label_a_meaning_the_generator_sees(source, tmp_path):
+    """A new user's classification spec carries per-label `meanings`; a batch asked for one label is told its meaning."""
+    path = tmp_path / "c.yaml"
+    if source == "template":
+        assert main(["init", str(path), "--template", "classification"]) == 0
+    else:
+        path = REPO / "examples" / "support-tickets.yaml"
+    spec = synthboot.load_spec(path)
+    schema = TaskSchema.from_spec(spec)
+    for name, values in schema.enum_fields().items():
+        meanings = spec.fields[name].meanings
+        assert meanings and set(meanings) == set(values), name
+    meaning = spec.fields["category"].meanings["billing"]
+    assert attributes_text(spec, schema, (("category", "billing"),)) == f"category = billing ({meaning})"

@@ -257,6 +257,10 @@ class ChecksSpec(_Strict):
 
     # An input that equals or merely restates an enum output's label ("billing", "Label: billing").
     answer_leak: bool = True
+    # A text at its length bound (max_length, else generate.max_string_length) that ends mid-word.
+    truncated: bool = True
+    # An output with letters of a script neither the seeds nor its inputs use (Chinese in English).
+    mixed_script: bool = True
 
 
 class VerifyFieldSpec(_Strict):

@@ -238,15 +238,26 @@ def _run_task(store: Store, spec: Spec, schema: TaskSchema, generator: dspy.Modu
     # A batch yields at most the `count` it asked for, so `--limit` and `per_call` hold even when a
     # model writes more (DSPy drops maxItems from the schema it sends); the whole reply, extras
     # included, stays in the stored call.
-    items = parse_items(text or "", schema)[:task.count]
-    if not items:
-        reason = parse_error or "no examples in the reply"
-        if finish_reason == "length":
-            reason = "reply truncated at max_tokens: " + reason
-        items = [{"fields": None, "raw": text, "parse_error": reason}]
+    items = reply_items(parse_items(text or "", schema)[:task.count], text, finish_reason, parse_error)
     store.finish_task(key=task.key, stage=STAGE, topic=task.topic, round=task.round, call_id=call_id,
                       items=items, model=lm.model, temperature=spec.generate.temperature)
     return len(items)
+
+
+CUT_REPLY = "reply truncated at max_tokens: "
+
+
+def reply_items(items: list[dict[str, Any]], text: str | None, finish_reason: str | None,
+                parse_error: str | None) -> list[dict[str, Any]]:
+    """The items to store from one reply: one unparsed item when none parsed, and the item a reply
+    cut at max_tokens (finish reason `length`) left unfinished says so, so raising max_tokens is the fix."""
+    if not items:
+        items = [{"fields": None, "raw": text, "parse_error": parse_error or "no examples in the reply"}]
+    last = items[-1]
+    if finish_reason == "length" and last.get("fields") is None:
+        # Only the item the cut fell in: the ones before it are complete JSON objects.
+        items[-1] = {**last, "parse_error": CUT_REPLY + str(last.get("parse_error"))}
+    return items
 
 
 def parse_items(text: str, schema: TaskSchema) -> list[dict[str, Any]]:

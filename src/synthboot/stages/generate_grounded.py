@@ -32,7 +32,7 @@ from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.sources import GroundedFields, grounded_fields
 from synthboot.spec import Spec
-from synthboot.stages.generate import GenerateResult, parse_items, run_task_waves
+from synthboot.stages.generate import GenerateResult, parse_items, reply_items, run_task_waves
 from synthboot.store import Chunk, Store
 
 STAGE = "generate"
@@ -215,11 +215,7 @@ def _run_task(store: Store, spec: Spec, fields: GroundedFields, generator: dspy.
     for item in items:
         if item.get("fields") is not None:
             item["fields"] = grounded_item(item["fields"], fields, context, task.question_type)
-    if not items:
-        reason = parse_error or "no examples in the reply"
-        if finish_reason == "length":
-            reason = "reply truncated at max_tokens: " + reason
-        items = [{"fields": None, "raw": text, "parse_error": reason}]
+    items = reply_items(items, text, finish_reason, parse_error)
     store.finish_task(key=task.key, stage=STAGE, topic=task.document, round=task.round, call_id=scope.call_ids[-1],
                       items=items, model=lm.model, temperature=spec.generate.temperature)
     return len(items)

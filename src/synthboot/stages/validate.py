@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pydantic
 
-from synthboot.checks import default_checks, empty_strings
+from synthboot.checks import default_checks, empty_strings, seed_scripts
 from synthboot.errors import SynthbootError
 from synthboot.rules import RuleRaised, custom_rule_sources
 from synthboot.schema import TaskSchema
@@ -72,7 +72,9 @@ def run_validate(store: Store, spec: Spec, upstream_hash: str = "", *,
 def _checks_settings(spec: Spec) -> list:
     """What the default checks depend on; the version changes when their code does."""
     items = {n: (f.min_items, f.max_items, f.item_max_length) for n, f in (spec.fields or {}).items()}
-    return ["checks-v1", spec.checks.model_dump(), items, spec.generate.max_string_length]
+    # The seeds' scripts are what mixed_script allows: new seeds in another script re-decide.
+    scripts = sorted(seed_scripts(spec)) if spec.checks.mixed_script else []
+    return ["checks-v2", spec.checks.model_dump(), items, spec.generate.max_string_length, scripts]
 
 
 def _repeated_rule_error(decisions: list[Decision]) -> tuple[int, str, str] | None:
