@@ -25,6 +25,9 @@ removed, the share that have one), for this code and for the baseline when it ra
 
     python bench/dedup_semantic_scale.py --mode cli --curve 55185,250000,500000,1000000 \
         --baseline-src /work/main/src --baseline-max 250000 --sample 2000
+
+`--mode stream --rows N` runs the streamed pass in-process for its CPU per phase; with `--exact`
+also with one cell (every kept row compared), and counts the removals both make.
 """
 
 from __future__ import annotations
@@ -145,6 +148,37 @@ def decision_recall(path: Path, kept_file: Path, sample: int, threshold: float, 
             "missed": int((~removed & has_match).sum())}
 
 
+def run_stream(args: argparse.Namespace) -> None:
+    """The streamed pass in-process (`StreamingSemantic`, chunks of 65,536 texts): CPU per phase; with
+    `--exact`, the same pass with one cell holding every kept row (exact search) and the removals compared."""
+    from synthboot.dedup.semantic_stream import StreamingSemantic
+    from synthboot.stages.dedup import SemanticLayer
+
+    path = rows_file(args.rows)
+    runs = []
+    for exact in ([False, True] if args.exact else [False]):
+        dedup = StreamingSemantic(SemanticLayer(args.threshold, "static"), probes=args.probes,
+                                  **({"exact_kept": 10**12} if exact else {}))
+        dedup.layer.embed(["the model's load, not counted"])
+        wall, cpu = time.perf_counter(), time.process_time()
+        removed: dict = {}
+        for chunk in text_chunks(path):
+            removed.update(dedup.add(chunk))
+        runs.append(removed)
+        print(json.dumps({"uptime": uptime(), "rows": args.rows, "search": "exact (one cell)" if exact else "cells",
+                          "cpu_s": round(time.process_time() - cpu, 1), "wall_s": round(time.perf_counter() - wall, 1),
+                          "removed": len(removed), "kept": dedup.kept, "timings": dedup.timings,
+                          "cells": 0 if dedup._centroids is None else len(dedup._centroids), "peak_mb": peak_mb()}),
+              flush=True)
+    if len(runs) == 2:
+        cells, exact_removed = set(runs[0]), set(runs[1])
+        print(json.dumps({"removed_by_both": len(cells & exact_removed), "only_cells": len(cells - exact_removed),
+                          "only_exact": len(exact_removed - cells),
+                          "recall_vs_exact": round(len(cells & exact_removed) / max(1, len(exact_removed)), 5),
+                          "same_match": sum(runs[0][r][1] == runs[1][r][1] for r in cells & exact_removed)}),
+              flush=True)
+
+
 def run_cli_curve(args: argparse.Namespace) -> None:
     sizes = [int(x) for x in args.curve.split(",")]
     last: dict[str, dict] = {}
@@ -171,7 +205,7 @@ def run_cli_curve(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["search", "cli"], default="search")
+    parser.add_argument("--mode", choices=["search", "cli", "stream"], default="search")
     parser.add_argument("--curve", default="55185,250000,500000,1000000", help="cli: row counts, comma-separated")
     parser.add_argument("--baseline-src", default=None, help="cli: another checkout's src/ to compare with")
     parser.add_argument("--baseline-max", type=int, default=250_000, help="cli: largest size for the baseline")
@@ -185,6 +219,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "cli":
         run_cli_curve(args)
+        return
+    if args.mode == "stream":
+        run_stream(args)
         return
     from threadpoolctl import threadpool_limits
 
