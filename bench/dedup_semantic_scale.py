@@ -151,13 +151,13 @@ def decision_recall(path: Path, kept_file: Path, sample: int, threshold: float, 
 def run_stream(args: argparse.Namespace) -> None:
     """The streamed pass in-process (`StreamingSemantic`, chunks of 65,536 texts): CPU per phase; with
     `--exact`, the same pass with one cell holding every kept row (exact search) and the removals compared."""
-    from synthboot.dedup.semantic_stream import StreamingSemantic
+    from synthboot.dedup.semantic_stream import PROBES, StreamingSemantic
     from synthboot.stages.dedup import SemanticLayer
 
     path = rows_file(args.rows)
     runs = []
     for exact in ([False, True] if args.exact else [False]):
-        dedup = StreamingSemantic(SemanticLayer(args.threshold, "static"), probes=args.probes,
+        dedup = StreamingSemantic(SemanticLayer(args.threshold, "static"), probes=args.probes or PROBES,
                                   **({"exact_kept": 10**12} if exact else {}))
         dedup.layer.embed(["the model's load, not counted"])
         wall, cpu = time.perf_counter(), time.process_time()
@@ -213,7 +213,8 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--probes", type=int, default=8)
+    parser.add_argument("--probes", type=int, default=0, help="cells searched per row (0: 8 for the search, "
+                                                                "the streamed pass's default for --mode stream)")
     parser.add_argument("--cells", type=int, default=0, help="0: the default for the size")
     parser.add_argument("--exact", action="store_true", help="also time the exact blocked search")
     args = parser.parse_args()
@@ -243,7 +244,7 @@ def main() -> None:
         for _ in range(args.repeat):
             timings: dict[str, float] = {}
             wall, cpu = time.perf_counter(), time.process_time()
-            runs.append(ivf_links(vectors, args.threshold, 16, probes=args.probes, cells=args.cells or None,
+            runs.append(ivf_links(vectors, args.threshold, 16, probes=args.probes or 8, cells=args.cells or None,
                                   timings=timings))
             print(json.dumps({"phase": "cells search", "cpu_s": round(time.process_time() - cpu, 1),
                               "wall_s": round(time.perf_counter() - wall, 1), "links": len(runs[-1][0]),

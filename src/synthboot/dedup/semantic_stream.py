@@ -40,6 +40,9 @@ Removal = tuple[str, int, float]  # (layer, the kept row it duplicates, similari
 
 BATCH = 4096  # rows per micro-batch: its rows' cell lists and products stay a few MB
 EXACT_KEPT = 4096  # up to this many kept rows, one cell: every kept row is compared
+# Cells each row looks in. On the 55,185 T0 prompts against the same pass with one cell (exact):
+# 8 probes found 0.9923 of its removals, 16 found 0.9968 for 1.1 s more CPU (bench --mode stream --exact).
+PROBES = 16
 _BLOCK = 2048  # queries and members per product: a product and its masks stay a few tens of MB
 
 
@@ -110,7 +113,7 @@ class StreamingSemantic:
 
     name = "semantic"
 
-    def __init__(self, layer: SemanticLayer, *, probes: int = 8, batch: int = BATCH, exact_kept: int = EXACT_KEPT,
+    def __init__(self, layer: SemanticLayer, *, probes: int = PROBES, batch: int = BATCH, exact_kept: int = EXACT_KEPT,
                  seed: int = 0) -> None:
         self.layer = layer
         self.threshold = layer.threshold
@@ -285,4 +288,4 @@ class StreamingSemantic:
         self._lap("rebuild", clock)
 
 
-__all__ = ["StreamingSemantic", "Removal", "BATCH", "EXACT_KEPT"]
+__all__ = ["StreamingSemantic", "Removal", "BATCH", "EXACT_KEPT", "PROBES"]
