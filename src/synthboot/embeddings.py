@@ -118,6 +118,14 @@ def static_model_path() -> Path:
     return target
 
 
+def is_static_embedder(name: str) -> bool:
+    """Whether `get_embedder(name)` is a static model (tens of thousands of texts a second)."""
+    if name == "static":
+        return True
+    path = Path(name).expanduser()
+    return path.is_dir() and (path / "model.safetensors").exists() and not (path / "modules.json").exists()
+
+
 def get_embedder(name: str = "local") -> Embedder:
     """An embedder by name: 'local' (MiniLM), 'static' (distilled MiniLM), or a model directory."""
     with _lock:
@@ -129,8 +137,8 @@ def get_embedder(name: str = "local") -> Embedder:
             embedder = StaticEmbedder(name, static_model_path())
         elif Path(name).expanduser().is_dir():
             path = Path(name).expanduser()
-            embedder = (StaticEmbedder(name, path) if (path / "model.safetensors").exists()
-                        and not (path / "modules.json").exists() else SentenceTransformerEmbedder(name, path))
+            embedder = (StaticEmbedder(name, path) if is_static_embedder(name)
+                        else SentenceTransformerEmbedder(name, path))
         else:
             raise SynthbootError(f"unknown embedder {name!r}: use 'local', 'static' or a model directory")
         _cache[name] = embedder

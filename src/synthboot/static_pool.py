@@ -57,6 +57,7 @@ class PiecePool:
             return self._encode(texts)
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        import pyarrow as pa
         from scipy.sparse import csr_matrix
 
         n = len(texts)
@@ -69,17 +70,24 @@ class PiecePool:
         # ASCII texts are lowered here (fewer distinct pieces; the tokenizer lowers them anyway).
         joined = "\n\0\n".join(_lowered((t[:cut] if cut else t).replace("\0", "")) for t in texts)
         pieces = _PIECE.findall(joined)
-        new = set(pieces).difference(self.ids)
+        # Each distinct piece of the chunk is looked up once (pyarrow's hash table numbers them),
+        # not every occurrence: 1M rows have about 100M piece occurrences.
+        encoded = pa.array(pieces, type=pa.large_string()).dictionary_encode()
+        distinct = encoded.dictionary.to_pylist()
+        new = [piece for piece in distinct if piece not in self.ids]
         if new:
             self._learn(sorted(new))  # sorted: pieces are numbered, so summed, alike in every run
-        flat = np.fromiter(map(self.ids.__getitem__, pieces), dtype=np.int64, count=len(pieces))
-        marks = np.flatnonzero(flat == _MARK)
+        number = np.fromiter(map(self.ids.__getitem__, distinct), dtype=np.int64, count=len(distinct))
+        flat = number[encoded.indices.to_numpy(zero_copy_only=False)]
+        is_mark = flat == _MARK
+        marks = np.flatnonzero(is_mark)
         ends = np.concatenate([marks, [len(flat)]])
         starts = np.concatenate([[0], marks + 1])
-        rows = np.repeat(np.arange(n), ends - starts)
-        cols = np.delete(flat, marks)
-        table = csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n, self.size))
-        table.sum_duplicates()
+        # Rows are consecutive runs of pieces: the matrix is built as CSR directly (a repeated
+        # piece is two entries of 1, summed by the products below).
+        cols = flat[~is_mark]
+        indptr = np.concatenate([[0], np.cumsum(ends - starts)])
+        table = csr_matrix((np.ones(len(cols), np.float32), cols, indptr), shape=(n, self.size))
         pieces_tokens = self._piece_tokens()
         out = np.asarray((table @ pieces_tokens) @ self.vectors, dtype=np.float32)
         if self.model.max_length:

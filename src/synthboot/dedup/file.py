@@ -10,7 +10,9 @@ instructions over one long input are then not duplicates).
 
 With only exact and MinHash layers (and joined fields) the file is streamed (`synthboot.dedup.stream`): read,
 decided and written a chunk of rows at a time, holding only the kept rows' keys, so a million rows
-fit in a few GB. A semantic layer needs every row's embedding: those files are read whole. The file
+fit in a few GB. A semantic layer alone with the static embedder is streamed the same way
+(`synthboot.dedup.semantic_stream`: each chunk embedded, compared with the kept rows' vectors); a
+semantic layer with other layers, or with a slow embedder, is read whole. The file
 command's semantic layer uses the `static` embedder by default (tens of thousands of texts per
 second; MiniLM, `--embedder local`, embeds a few hundred per second on two cores).
 """
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from synthboot.embeddings import is_static_embedder
 from synthboot.errors import SynthbootError
 from synthboot.jsonl import read_jsonl, write_jsonl
 from synthboot.spec import DedupSpec
@@ -109,7 +112,10 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
             raise SynthbootError(f"{option} {target} is the input file: it would be overwritten; write elsewhere")
     layers = make_file_layers(parse_methods(methods), fields, threshold, embedder, thresholds)
     each = match == "each" and len(fields) > 1
-    if not each and all(isinstance(x, (ExactLayer, MinHashLayer)) for x in layers):
+    if not each and (all(isinstance(x, (ExactLayer, MinHashLayer)) for x in layers)
+                     or (len(layers) == 1 and isinstance(layers[0], SemanticLayer)
+                         and is_static_embedder(layers[0].embedder))):
+        # (A slow embedder's file is read whole: its progress line counts rows against the total, with an ETA.)
         result = _dedup_streamed(path, fields, Path(out), layers, pairs, on_progress, chunk_rows)
         result.seconds = time.perf_counter() - started
         return result
@@ -137,10 +143,17 @@ def dedup_file(path: str | Path, fields: list[str], out: str | Path, *, methods:
 
 def _dedup_streamed(path: Path, fields: list[str], out: Path, layers: list, pairs: str | Path | None,
                     on_progress: Callable[[str, int, int], None] | None, chunk_rows: int) -> DedupFileResult:
-    """Exact and MinHash layers over the file a chunk of rows at a time (`synthboot.dedup.stream.StreamingDedup`)."""
-    from synthboot.dedup.stream import StreamingDedup
+    """The file a chunk of rows at a time: exact and MinHash layers (`synthboot.dedup.stream.StreamingDedup`)
+    or one semantic layer (`synthboot.dedup.semantic_stream.StreamingSemantic`)."""
+    dedup: Any
+    if isinstance(layers[0], SemanticLayer):
+        from synthboot.dedup.semantic_stream import StreamingSemantic
 
-    dedup = StreamingDedup(layers)
+        dedup = StreamingSemantic(layers[0])
+    else:
+        from synthboot.dedup.stream import StreamingDedup
+
+        dedup = StreamingDedup(layers)
     result = DedupFileResult(rows=0, kept=0)
     has_field = False
     line_of = array("q")  # row -> line number (blank lines are skipped)
