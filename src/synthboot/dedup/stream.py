@@ -17,7 +17,8 @@ by a 64-bit hash of each row's word sequence (the words `normalize` joins).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,6 +102,10 @@ class StreamingDedup:
 
     def add(self, texts: Sequence[str]) -> dict[int, Removal]:
         """Removals among `texts` (rows self.rows, self.rows + 1, ... of the stream), by row number."""
+        with _without_huge_pages():
+            return self._add(texts)
+
+    def _add(self, texts: Sequence[str]) -> dict[int, Removal]:
         import time
 
         clock = time.process_time()
@@ -141,7 +146,8 @@ class StreamingDedup:
             matrix, hashes = m.shingle_matrix(texts)
         sig = m.signature_rows(matrix, hashes)
         nonempty = np.flatnonzero(np.diff(matrix.indptr))
-        keys = np.stack([m.band_keys(sig[nonempty], b) for b in range(m.bands)], axis=1)
+        signed = sig[nonempty] if len(nonempty) < n else sig  # one copy (or none), not one per band
+        keys = np.stack([m.band_keys(signed, b) for b in range(m.bands)], axis=1)
         self._lap("signatures", clock)
         clock = time.process_time()
         # Against the kept rows of earlier chunks: every kept row sharing a bucket.
@@ -274,6 +280,29 @@ class StreamingDedup:
         in_keys = kept[nonempty]
         for b, runs in enumerate(self._bands):
             runs.add(keys[in_keys, b], (chosen + self.rows).astype(np.int64))
+
+
+@contextmanager
+def _without_huge_pages() -> Iterator[None]:
+    """numpy off asking the kernel for transparent huge pages (madvise) for its arrays of 4 MB or more.
+
+    A chunk's arrays are mostly short-lived temporaries of tens of MB. With huge pages each one's
+    first touch zeroes (and, where THP defrag is "madvise", may first compact) 2 MB at a time: on
+    the 55k T0 prompts at load 10 the process spent 1.1-4.5 s of system time, more than its user
+    time, against 1.2-1.4 s without (`NUMPY_MADVISE_HUGEPAGE=0`, alternating runs). The setting is
+    process-wide (numpy's own switch for that variable), so it is put back after each chunk.
+    """
+    from numpy._core import multiarray
+
+    switch = getattr(multiarray, "_set_madvise_hugepage", None)
+    if switch is None:  # another numpy: leave its default
+        yield
+        return
+    before = switch(False)
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def _agree(sig: np.ndarray, rows: np.ndarray, kept_sig: np.ndarray, slots: np.ndarray, need: float) -> np.ndarray:
