@@ -185,7 +185,7 @@ class StreamingDedup:
                 "sig": sig, "nonempty": nonempty, "keys": keys, "matrix": matrix, "hashes": hashes}
 
     def _block_matches(self, found: dict, kept: np.ndarray, lo: int, hi: int,
-                       marks: np.ndarray) -> tuple[list[int], list[int], list[float]]:
+                       marks: np.ndarray) -> tuple[np.ndarray, list[int], list[float]]:
         """The matches of rows lo..hi-1 within the chunk: (offsets per row from lo, earlier row, Jaccard),
         each row's best first, ties to the earlier row.
 
@@ -209,7 +209,7 @@ class StreamingDedup:
         i, j, score = i[ok], j[ok], score[ok]
         order = np.lexsort((j, -score, i))
         ptr = np.concatenate([[0], np.cumsum(np.bincount(i - lo, minlength=hi - lo))])
-        return ptr.tolist(), j[order].tolist(), score[order].tolist()
+        return ptr, j[order].tolist(), score[order].tolist()
 
     def _with_kept_rows(self, matrix, hashes: np.ndarray, targets: np.ndarray):
         """The chunk's matrix with the given kept rows appended, their shingles renumbered into the
@@ -233,35 +233,40 @@ class StreamingDedup:
         removed: dict[int, Removal] = {}
         kept = np.ones(n, dtype=bool)
         keys = exact_keys.tolist() if exact_keys is not None else None
-        block = n
+        block = max(1, n)
         if found is not None:
             best_row, best_score = found["best_row"].tolist(), found["best_score"].tolist()
             vocab = found["matrix"].shape[1]
             block = jaccard_block_rows(vocab)  # rows per `_block_matches`: one marks table each
             marks = np.zeros(block * vocab, dtype=bool)
-        for r in range(n):
-            if found is not None and r % block == 0:
-                lo = r
-                ptr, target, score = self._block_matches(found, kept, lo, min(n, lo + block), marks)
-            for layer in self.layers:
-                if isinstance(layer, ExactLayer):
-                    j = self._exact.get(keys[r]) if keys is not None and keys[r] is not None else None
-                    if j is not None:
-                        removed[base + r] = ("exact", j, 1.0)
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            rows: list[int] | range = range(lo, hi)
+            if found is not None:
+                offsets, target, score = self._block_matches(found, kept, lo, hi, marks)
+                ptr = offsets.tolist()
+                if keys is None:  # no exact layer: a row without a match has nothing to decide (kept)
+                    rows = (np.flatnonzero((np.diff(offsets) > 0) | (found["best_row"][lo:hi] >= 0)) + lo).tolist()
+            for r in rows:
+                for layer in self.layers:
+                    if isinstance(layer, ExactLayer):
+                        j = self._exact.get(keys[r]) if keys is not None and keys[r] is not None else None
+                        if j is not None:
+                            removed[base + r] = ("exact", j, 1.0)
+                            break
+                    elif best_row[r] >= 0:
+                        removed[base + r] = ("minhash", best_row[r], round(best_score[r], 4))
                         break
-                elif best_row[r] >= 0:
-                    removed[base + r] = ("minhash", best_row[r], round(best_score[r], 4))
-                    break
+                    else:
+                        hit = next((k for k in range(ptr[r - lo], ptr[r - lo + 1]) if kept[target[k]]), None)
+                        if hit is not None:
+                            removed[base + r] = ("minhash", base + target[hit], round(score[hit], 4))
+                            break
                 else:
-                    hit = next((k for k in range(ptr[r - lo], ptr[r - lo + 1]) if kept[target[k]]), None)
-                    if hit is not None:
-                        removed[base + r] = ("minhash", base + target[hit], round(score[hit], 4))
-                        break
-            else:
-                if keys is not None and keys[r] is not None:
-                    self._exact.setdefault(keys[r], base + r)
-                continue
-            kept[r] = False
+                    if keys is not None and keys[r] is not None:
+                        self._exact.setdefault(keys[r], base + r)
+                    continue
+                kept[r] = False
         return removed, kept
 
     def _keep(self, kept: np.ndarray, found: dict) -> None:

@@ -19,17 +19,17 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from synthboot.spec import Spec
 from synthboot.stages import StageResult, passed, settings_hash
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
-from synthboot.store import Candidate, Decision, Store
-from synthboot.task import Task
 from synthboot.text import normalize
-from synthboot.view import with_edits
+
+if TYPE_CHECKING:  # the run's types; `synthboot dedup FILE` runs the layers without the store and spec (pydantic, yaml)
+    from synthboot.spec import Spec
+    from synthboot.store import Candidate, Store
 
 STAGE = "dedup"
 LAYER_NAMES = ("exact", "word_overlap", "minhash", "semantic")
@@ -595,6 +595,10 @@ def run_dedup(store: Store, spec: Spec, upstream_hash: str, *, layers: list[Laye
 
     `on_progress(done, total)` follows the embedding of the texts by a semantic layer.
     """
+    from synthboot.store import Decision
+    from synthboot.task import Task
+    from synthboot.view import with_edits
+
     names = Task.of(spec).compared_fields
     reference: list[Candidate] = [c for c in store.candidates() if c.origin in ("seed", "human") and c.fields]
     # The reference rows are part of the settings: importing human examples later decides again,
