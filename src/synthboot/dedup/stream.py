@@ -198,6 +198,8 @@ class StreamingDedup:
         assert m is not None
         pair_i, pair_j = found["inner_i"], found["inner_j"]
         a, b = np.searchsorted(pair_i, [lo, hi])
+        if a == b:  # most blocks of a late chunk: its rows matched kept rows of earlier chunks
+            return np.zeros(hi - lo + 1, dtype=np.int64), [], []
         i, j = pair_i[a:b], pair_j[a:b]
         live = (j >= lo) | kept[j]
         i, j = i[live], j[live]
