@@ -11,8 +11,10 @@ Per chunk: the layer's own vectorised words, signatures and band keys (content-h
 row's signature does not depend on its chunk); candidates are kept rows sharing a band bucket
 (sorted runs of (key, row) per band, merged as they grow) plus the chunk's own bucket pairs;
 the layer's signature pre-filter, then the exact Jaccard; then the greedy pass in row order, as
-`dedup_records` does (layers in order, the best-scoring kept match). Exact duplicates are found
-by a 64-bit hash of each row's word sequence (the words `normalize` joins).
+`dedup_records` does (layers in order, the best-scoring kept match). The chunk's own pairs are
+scored inside the greedy pass, a block of rows at a time, and only those whose earlier row is
+still kept (`_block_matches`). Exact duplicates are found by a 64-bit hash of each row's word
+sequence (the words `normalize` joins).
 """
 
 from __future__ import annotations
