@@ -290,3 +290,37 @@ def test_dedup_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert main(["dedup", str(src), "--field", "q", "--method", "exact", "--out", str(tmp_path / "o.jsonl"),
                  "--pairs", str(src)]) == 2
     assert src.read_text() == text + "\n"
+
+
+def test_shingle_rows_and_exact_jaccard_are_the_word_sets_jaccard():
+    # The streamed pass reads shingles from `rows_from_ids` (no scipy) and scores pairs in small
+    # batches sharing one marks table: both must give the plain set Jaccard of the regex words.
+    from synthboot.stages.dedup import exact_jaccard, jaccard_block_rows
+    from synthboot.stages.tokens import content_hashes, words_and_vocabulary
+
+    texts = t0_prompts(400)
+    texts += [texts[7] + " extra words here", "", "Ünïcode wörds wörds", texts[7]]
+    layer = MinHashLayer(0.85)
+    text_of, ids, words = words_and_vocabulary(texts)
+    rows, hashes = layer.rows_from_ids(len(texts), text_of, ids, content_hashes(words))
+    matrix, same_hashes = layer.matrix_from_ids(len(texts), text_of, ids, content_hashes(words))
+    assert np.array_equal(rows.indptr, matrix.indptr) and np.array_equal(rows.indices, matrix.indices)
+    assert rows.shape == matrix.shape and np.array_equal(hashes, same_hashes)
+    vocabulary = [w.decode() for w in words.to_pylist()]
+    sets = [set(re.findall(r"\w+", t.lower())) for t in texts]
+    for k, expected in enumerate(sets):
+        row = rows.indices[rows.indptr[k]:rows.indptr[k + 1]]
+        assert (np.diff(row) > 0).all() and {vocabulary[c] for c in row} == expected
+
+    rng = np.random.default_rng(0)
+    i = rng.integers(0, len(texts), 3000)
+    j = rng.integers(0, len(texts), 3000)
+    i[:4], j[:4] = [len(texts) - 1, len(texts) - 4, len(texts) - 3, 5], [7, 7, len(texts) - 3, 5]  # copy, near, empty
+    truth = np.array([len(sets[a] & sets[b]) / max(1, len(sets[a] | sets[b])) for a, b in zip(i, j)])
+    assert np.array_equal(exact_jaccard(rows, i, j), truth)
+    assert truth[0] == 1.0 and 0.5 < truth[1] < 1.0 and truth[2] == 0.0
+    # Small batches with one shared table (as the streamed greedy pass scores its blocks of rows).
+    marks = np.zeros(jaccard_block_rows(rows.shape[1]) * rows.shape[1], dtype=bool)
+    for lo in range(0, 3000, 250):
+        assert np.array_equal(exact_jaccard(rows, i[lo:lo + 250], j[lo:lo + 250], marks), truth[lo:lo + 250])
+        assert not marks.any()  # left all False for the next batch

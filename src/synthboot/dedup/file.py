@@ -32,7 +32,6 @@ from typing import Any
 from synthboot.embeddings import is_static_embedder
 from synthboot.errors import SynthbootError
 from synthboot.jsonl import read_jsonl, write_jsonl
-from synthboot.spec import DedupSpec
 from synthboot.stages.dedup import (LAYER_NAMES, DedupOutcome, ExactLayer, Layer, MinHashLayer, SemanticLayer,
                                     WordOverlapLayer, dedup_records)
 
@@ -66,6 +65,8 @@ def make_file_layers(methods: list[str], fields: list[str], threshold: float | N
     `thresholds` sets one layer's threshold (Jaccard for minhash, cosine for semantic, word overlap);
     `threshold` sets every layer that `thresholds` does not name. 0 is a threshold, not "unset".
     """
+    from synthboot.spec import DedupSpec  # here: the spec module (pydantic models, yaml) is slow to import
+
     defaults = DedupSpec()
     chosen = {k: v for k, v in (thresholds or {}).items() if v is not None}
 

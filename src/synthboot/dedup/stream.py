@@ -11,19 +11,20 @@ Per chunk: the layer's own vectorised words, signatures and band keys (content-h
 row's signature does not depend on its chunk); candidates are kept rows sharing a band bucket
 (sorted runs of (key, row) per band, merged as they grow) plus the chunk's own bucket pairs;
 the layer's signature pre-filter, then the exact Jaccard; then the greedy pass in row order, as
-`dedup_records` does (layers in order, the best-scoring kept match). Exact duplicates are found
-by a 64-bit hash of each row's word sequence (the words `normalize` joins).
+`dedup_records` does (layers in order, the best-scoring kept match). The chunk's own pairs are
+scored inside the greedy pass, a block of rows at a time, and only those whose earlier row is
+still kept (`_block_matches`). Exact duplicates are found by a 64-bit hash of each row's word
+sequence (the words `normalize` joins).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import csr_matrix
-
-from synthboot.stages.dedup import ExactLayer, MinHashLayer, exact_jaccard
+from synthboot.stages.dedup import ExactLayer, MinHashLayer, ShingleRows, exact_jaccard, jaccard_block_rows
 from synthboot.stages.tokens import content_hashes, mix64, unique_sorted, words_and_vocabulary
 
 Removal = tuple[str, int, float]  # (layer, the kept row it duplicates, similarity)
@@ -103,6 +104,10 @@ class StreamingDedup:
 
     def add(self, texts: Sequence[str]) -> dict[int, Removal]:
         """Removals among `texts` (rows self.rows, self.rows + 1, ... of the stream), by row number."""
+        with _without_huge_pages():
+            return self._add(texts)
+
+    def _add(self, texts: Sequence[str]) -> dict[int, Removal]:
         import time
 
         clock = time.process_time()
@@ -138,12 +143,13 @@ class StreamingDedup:
         assert m is not None
         n = len(texts)
         if m.shingle == "word" and m.ngram == 1:
-            matrix, hashes = m.matrix_from_ids(n, text_of, ids, word_hash)
+            matrix, hashes = m.rows_from_ids(n, text_of, ids, word_hash)
         else:
             matrix, hashes = m.shingle_matrix(texts)
         sig = m.signature_rows(matrix, hashes)
         nonempty = np.flatnonzero(np.diff(matrix.indptr))
-        keys = np.stack([m.band_keys(sig[nonempty], b) for b in range(m.bands)], axis=1)
+        signed = sig[nonempty] if len(nonempty) < n else sig  # one copy (or none), not one per band
+        keys = np.stack([m.band_keys(signed, b) for b in range(m.bands)], axis=1)
         self._lap("signatures", clock)
         clock = time.process_time()
         # Against the kept rows of earlier chunks: every kept row sharing a bucket.
@@ -170,21 +176,44 @@ class StreamingDedup:
         self._lap("earlier_chunks", clock)
         clock = time.process_time()
         # Within the chunk, among the rows still open: a row matched above is removed whatever
-        # else it matches, and a removed row is never anyone's match.
-        open_rows = nonempty[best_row[nonempty] < 0]
-        inner = m.candidate_pairs(sig[open_rows], np.arange(len(open_rows))) if len(open_rows) > 1 \
+        # else it matches, and a removed row is never anyone's match. Their bucket pairs (i, j),
+        # sorted by i, are scored by the greedy pass a block of rows at a time (`_block_matches`).
+        is_open = best_row[nonempty] < 0
+        inner = m.candidate_pairs(sig, nonempty[is_open], keys[is_open]) if is_open.sum() > 1 \
             else np.zeros((0, 2), np.int64)
-        inner = open_rows[inner]
-        inner = inner[m._signatures_agree(sig, inner)] if len(inner) else inner
-        score = exact_jaccard(matrix, inner[:, 0], inner[:, 1]) if len(inner) else np.zeros(0)
-        ok = score >= m.threshold
-        i, j, score = inner[ok, 0], inner[ok, 1], score[ok]
-        order = np.lexsort((j, -score, i))
-        i, j, score = i[order], j[order], score[order]
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=n))])
         self._lap("within_chunk", clock)
-        return {"best_row": best_row, "best_score": best_score, "indptr": indptr, "target": j, "score": score,
+        return {"best_row": best_row, "best_score": best_score, "inner_i": np.ascontiguousarray(inner[:, 0]),
+                "inner_j": np.ascontiguousarray(inner[:, 1]),
                 "sig": sig, "nonempty": nonempty, "keys": keys, "matrix": matrix, "hashes": hashes}
+
+    def _block_matches(self, found: dict, kept: np.ndarray, lo: int, hi: int,
+                       marks: np.ndarray) -> tuple[np.ndarray, list[int], list[float]]:
+        """The matches of rows lo..hi-1 within the chunk: (offsets per row from lo, earlier row, Jaccard),
+        each row's best first, ties to the earlier row.
+
+        Only pairs whose earlier row is still kept are scored: rows before `lo` are decided by
+        now, and a removed row is never a match. On files of clusters of near-copies most bucket
+        pairs join two copies of one row, both removed but for the first: scoring every pair
+        before the greedy pass (as `dedup_records` does) spent most of the time on them.
+        """
+        m = self.minhash
+        assert m is not None
+        pair_i, pair_j = found["inner_i"], found["inner_j"]
+        a, b = np.searchsorted(pair_i, [lo, hi])
+        if a == b:  # most blocks of a late chunk: its rows matched kept rows of earlier chunks
+            return np.zeros(hi - lo + 1, dtype=np.int64), [], []
+        i, j = pair_i[a:b], pair_j[a:b]
+        live = (j >= lo) | kept[j]
+        i, j = i[live], j[live]
+        sig = found["sig"]
+        agree = np.count_nonzero(sig[i] == sig[j], axis=1) >= m.min_agreement
+        i, j = i[agree], j[agree]
+        score = exact_jaccard(found["matrix"], i, j, marks) if len(i) else np.zeros(0)
+        ok = score >= m.threshold
+        i, j, score = i[ok], j[ok], score[ok]
+        order = np.lexsort((j, -score, i))
+        ptr = np.concatenate([[0], np.cumsum(np.bincount(i - lo, minlength=hi - lo))])
+        return ptr, j[order].tolist(), score[order].tolist()
 
     def _with_kept_rows(self, matrix, hashes: np.ndarray, targets: np.ndarray):
         """The chunk's matrix with the given kept rows appended, their shingles renumbered into the
@@ -201,37 +230,47 @@ class StreamingDedup:
         at = np.minimum(np.searchsorted(hashes, theirs, sorter=order), len(hashes) - 1)
         cols = np.where(hashes[order[at]] == theirs, order[at], vocab)
         indptr = np.concatenate([matrix.indptr, matrix.indptr[-1] + np.cumsum(lengths)])
-        return csr_matrix((np.ones(int(indptr[-1]), np.float32), np.concatenate([matrix.indices, cols]), indptr),
-                          shape=(n + len(targets), vocab + 1))
+        return ShingleRows(indptr, np.concatenate([matrix.indices, cols]), (n + len(targets), vocab + 1))
 
     def _greedy(self, base: int, n: int, exact_keys, found: dict | None) -> tuple[dict[int, Removal], np.ndarray]:
         """Row by row, layers in order: removed for the first layer matching an earlier kept row."""
         removed: dict[int, Removal] = {}
         kept = np.ones(n, dtype=bool)
         keys = exact_keys.tolist() if exact_keys is not None else None
+        block = max(1, n)
         if found is not None:
             best_row, best_score = found["best_row"].tolist(), found["best_score"].tolist()
-            ptr, target, score = found["indptr"].tolist(), found["target"].tolist(), found["score"].tolist()
-        for r in range(n):
-            for layer in self.layers:
-                if isinstance(layer, ExactLayer):
-                    j = self._exact.get(keys[r]) if keys is not None and keys[r] is not None else None
-                    if j is not None:
-                        removed[base + r] = ("exact", j, 1.0)
+            vocab = found["matrix"].shape[1]
+            block = jaccard_block_rows(vocab)  # rows per `_block_matches`: one marks table each
+            marks = np.zeros(block * vocab, dtype=bool)
+        for lo in range(0, n, block):
+            hi = min(n, lo + block)
+            rows: list[int] | range = range(lo, hi)
+            if found is not None:
+                offsets, target, score = self._block_matches(found, kept, lo, hi, marks)
+                ptr = offsets.tolist()
+                if keys is None:  # no exact layer: a row without a match has nothing to decide (kept)
+                    rows = (np.flatnonzero((np.diff(offsets) > 0) | (found["best_row"][lo:hi] >= 0)) + lo).tolist()
+            for r in rows:
+                for layer in self.layers:
+                    if isinstance(layer, ExactLayer):
+                        j = self._exact.get(keys[r]) if keys is not None and keys[r] is not None else None
+                        if j is not None:
+                            removed[base + r] = ("exact", j, 1.0)
+                            break
+                    elif best_row[r] >= 0:
+                        removed[base + r] = ("minhash", best_row[r], round(best_score[r], 4))
                         break
-                elif best_row[r] >= 0:
-                    removed[base + r] = ("minhash", best_row[r], round(best_score[r], 4))
-                    break
+                    else:
+                        hit = next((k for k in range(ptr[r - lo], ptr[r - lo + 1]) if kept[target[k]]), None)
+                        if hit is not None:
+                            removed[base + r] = ("minhash", base + target[hit], round(score[hit], 4))
+                            break
                 else:
-                    hit = next((k for k in range(ptr[r], ptr[r + 1]) if kept[target[k]]), None)
-                    if hit is not None:
-                        removed[base + r] = ("minhash", base + target[hit], round(score[hit], 4))
-                        break
-            else:
-                if keys is not None and keys[r] is not None:
-                    self._exact.setdefault(keys[r], base + r)
-                continue
-            kept[r] = False
+                    if keys is not None and keys[r] is not None:
+                        self._exact.setdefault(keys[r], base + r)
+                    continue
+                kept[r] = False
         return removed, kept
 
     def _keep(self, kept: np.ndarray, found: dict) -> None:
@@ -250,6 +289,29 @@ class StreamingDedup:
         in_keys = kept[nonempty]
         for b, runs in enumerate(self._bands):
             runs.add(keys[in_keys, b], (chosen + self.rows).astype(np.int64))
+
+
+@contextmanager
+def _without_huge_pages() -> Iterator[None]:
+    """numpy off asking the kernel for transparent huge pages (madvise) for its arrays of 4 MB or more.
+
+    A chunk's arrays are mostly short-lived temporaries of tens of MB. With huge pages each one's
+    first touch zeroes (and, where THP defrag is "madvise", may first compact) 2 MB at a time: on
+    the 55k T0 prompts at load 10 the process spent 1.1-4.5 s of system time, more than its user
+    time, against 1.2-1.4 s without (`NUMPY_MADVISE_HUGEPAGE=0`, alternating runs). The setting is
+    process-wide (numpy's own switch for that variable), so it is put back after each chunk.
+    """
+    from numpy._core import multiarray
+
+    switch = getattr(multiarray, "_set_madvise_hugepage", None)
+    if switch is None:  # another numpy: leave its default
+        yield
+        return
+    before = switch(False)
+    try:
+        yield
+    finally:
+        switch(before)
 
 
 def _agree(sig: np.ndarray, rows: np.ndarray, kept_sig: np.ndarray, slots: np.ndarray, need: float) -> np.ndarray:

@@ -18,9 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from synthboot.store import Candidate, Decision, Store
+if TYPE_CHECKING:  # annotations only: `synthboot dedup FILE` imports the stages without the store and spec
+    from synthboot.store import Candidate, Decision, Store
 
 # The filter stages in pipeline order. A candidate is kept when every stage kept it.
 # `grounding` passes everything unless the spec has `sources` (synthboot.stages.grounding). It runs

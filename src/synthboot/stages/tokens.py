@@ -33,17 +33,30 @@ def words_and_vocabulary(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, 
     import pyarrow as pa  # here: a costly import that the CLI's other commands skip
     import pyarrow.compute as pc
 
-    blocks = [_block_words(lo, texts[lo:lo + _CHUNK]) for lo in range(0, len(texts), _CHUNK)]
+    blocks = [_block_words(texts[lo:lo + _CHUNK]) for lo in range(0, len(texts), _CHUNK)]
     if not blocks:
         return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), pa.array([], type=pa.large_binary())
+    chunks = [words for _, words in blocks]
+    if len({words.type for words in chunks}) > 1:  # a block of over 2 GB of words: all as large_binary
+        chunks = [words.cast(pa.large_binary()) for words in chunks]
     # One hash table over all the blocks' words: ids agree between blocks. Blocks are not
     # concatenated first: copying hundreds of MB into fresh pages costs more than the hashing.
-    encoded = pc.dictionary_encode(pa.chunked_array([words for _, words in blocks]))
+    encoded = pc.dictionary_encode(pa.chunked_array(chunks))
     # (Arrow may drop empty chunks: they hold no word, so the order of the ids is unchanged.)
-    ids = np.concatenate([np.zeros(0, dtype=np.int32)] + [chunk.indices.to_numpy() for chunk in encoded.chunks])
+    # The indices' buffer read directly: `to_numpy()` imports pandas (0.3-0.7 s, more than the encoding).
+    ids = np.concatenate([np.zeros(0, dtype=np.int32)] + [_int32_values(chunk.indices) for chunk in encoded.chunks])
     # Every chunk carries the whole dictionary.
     vocabulary = encoded.chunks[0].dictionary if encoded.num_chunks else pa.array([], type=pa.large_binary())
-    return np.concatenate([text_of for text_of, _ in blocks]), ids, vocabulary
+    # Each word's text, made once from the words per text (not a block's array each, then a copy).
+    counts = np.concatenate([counts for counts, _ in blocks])
+    return np.repeat(np.arange(len(texts), dtype=np.int32), counts), ids, vocabulary
+
+
+def _int32_values(array) -> np.ndarray:
+    """The values of an Arrow int32 array without nulls, as a numpy view of its buffer."""
+    if len(array) == 0:
+        return np.zeros(0, dtype=np.int32)
+    return np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset:array.offset + len(array)]
 
 
 _POLY_BASE = np.uint64(0x100000001B3)  # odd: the powers never collapse to 0 mod 2**64
@@ -89,8 +102,8 @@ def mix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def _block_words(first: int, texts: Sequence[str]) -> tuple:
-    """(text index per word, the words as an Arrow binary array) of `texts`, the first being text `first`."""
+def _block_words(texts: Sequence[str]) -> tuple:
+    """(words per text, the words as an Arrow binary array) of `texts`."""
     import pyarrow as pa
 
     # Each text lowered on its own: bytes.lower() for ASCII texts (several times faster than
@@ -108,11 +121,14 @@ def _block_words(first: int, texts: Sequence[str]) -> tuple:
     # Words per text, from where each text's separator falls among the word starts.
     sizes = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(texts))
     counts = np.diff(np.searchsorted(starts, 1 + np.cumsum(sizes + 1)), prepend=0)
-    text_of = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
-    offsets = np.concatenate([[0], np.cumsum(ends - starts)])  # the word bytes packed without gaps
-    words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts),
-                                             [None, pa.py_buffer(offsets), pa.py_buffer(data[is_word])])
-    return text_of, words
+    lengths = ends - starts
+    # The word bytes packed without gaps; 32-bit offsets (half the memory) unless over 2 GB.
+    small = len(data) < 2**31 - 1
+    offsets = np.zeros(len(starts) + 1, dtype=np.int32 if small else np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    kind = pa.binary() if small else pa.large_binary()
+    words = pa.Array.from_buffers(kind, len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data[is_word])])
+    return counts, words
 
 
 def _mark_non_ascii_words(data: np.ndarray, is_word: np.ndarray) -> None:
