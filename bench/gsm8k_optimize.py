@@ -54,7 +54,7 @@ def arm(run_dir: Path, test_file: Path, student: str, module: str, demos: int) -
     started = time.perf_counter()
     report = run_optimize(run_dir, settings, progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}",
                                                                         file=sys.stderr, flush=True))
-    out: dict = {"seconds": round(time.perf_counter() - started, 1),
+    out: dict = {"run_id": report.run_id, "seconds": round(time.perf_counter() - started, 1),
                  **{f"n_{name}": len(ids) for name, ids in report.settings["data"].items()},
                  "phases": {p.phase: {"calls": p.calls, "made": p.calls_made, "seconds": p.seconds}
                             for p in report.phases},
@@ -62,6 +62,38 @@ def arm(run_dir: Path, test_file: Path, student: str, module: str, demos: int) -
     for (split, program), s in report.scores.items():
         out[f"{split}:{program}"] = {"n": s.n, "mean": s.mean, "low": s.low, "high": s.high}
     return out
+
+
+def real_scores(run_dir: Path, run_id: int | None) -> dict[str, dict[int, float]]:
+    """Per real test problem (candidate id), the zero-shot and optimized scores of one optimize run."""
+    from synthboot.store import Store
+
+    with Store(run_dir) as store:
+        if run_id is None:  # a result written before run ids were recorded: the latest finished run
+            run_id = store.optimize_runs()[-1].id
+        rows = store.optimize_predictions(run_id, "real_test")
+    out: dict[str, dict[int, float]] = {}
+    for r in rows:
+        out.setdefault(r.program, {})[r.candidate_id] = r.score or 0.0
+    return out
+
+
+def compare(work: Path, result: dict) -> dict:
+    """Optimized with seeds + synthetic vs with seeds only on the same real problems: a paired difference.
+
+    The seeds-only store is a copy of the synthetic one, so a real problem has the same id in both.
+    """
+    from synthboot.optimize.metrics import bootstrap_ci
+
+    syn = real_scores(work / "synthetic", result["synthetic"].get("run_id"))["optimized"]
+    seeds = real_scores(work / "synthetic-seeds-only", result["seeds_only"].get("run_id"))["optimized"]
+    ids = sorted(syn.keys() & seeds.keys())
+    diffs = [syn[i] - seeds[i] for i in ids]
+    mean, low, high = bootstrap_ci(diffs)
+    return {"n": len(ids), "both_right": sum(1 for i in ids if syn[i] and seeds[i]),
+            "only_synthetic": sum(1 for i in ids if syn[i] and not seeds[i]),
+            "only_seeds": sum(1 for i in ids if seeds[i] and not syn[i]),
+            "difference": {"mean": mean, "low": low, "high": high}}
 
 
 def program_demos(path: Path) -> list[dict]:
@@ -78,15 +110,23 @@ def program_demos(path: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, required=True, help="a finished math run (copied, never modified)")
+    parser.add_argument("--source", type=Path, help="a finished math run (copied, never modified)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/synthboot-bench/gsm8k-optimize"))
     parser.add_argument("--student", default="local/qwen2.5-coder-1.5b")
     parser.add_argument("--real", type=int, default=20, help="real GSM8K test problems (same for both arms)")
     parser.add_argument("--sample-seed", type=int, default=0)
     parser.add_argument("--module", default="cot", choices=["cot", "predict"])
     parser.add_argument("--demos", type=int, default=2, help="max bootstrapped and max labelled demos")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the table of WORK's finished result again (no LM), with the paired comparison")
     args = parser.parse_args()
-    if not (args.source / "synthboot.db").exists():
+    if args.report_only:
+        result = json.loads((args.work / "gsm8k_optimize.json").read_text())
+        result["paired"] = compare(args.work, result)
+        (args.work / "gsm8k_optimize.json").write_text(json.dumps(result, indent=2))
+        print(markdown(result, result.get("command", "")))
+        return
+    if args.source is None or not (args.source / "synthboot.db").exists():
         sys.exit(f"error: {args.source} is not a run directory (no synthboot.db)")
 
     load_before, started = os.getloadavg(), time.perf_counter()
@@ -101,12 +141,13 @@ def main() -> None:
               "real": args.real, "sample_seed": args.sample_seed}
     result["synthetic"] = arm(run_dir, test_file, args.student, args.module, args.demos)
     result["seeds_only"] = arm(seeds_only_copy(run_dir), test_file, args.student, args.module, args.demos)
+    result["paired"] = compare(args.work, result)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     result["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result["command"] = ("python bench/gsm8k_optimize.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip()
     (args.work / "gsm8k_optimize.json").write_text(json.dumps(result, indent=2))
-    command = ("python bench/gsm8k_optimize.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])).strip()
-    print(markdown(result, command))
+    print(markdown(result, result["command"]))
 
 
 def markdown(r: dict, command: str) -> str:
@@ -115,7 +156,7 @@ def markdown(r: dict, command: str) -> str:
             return "n/a"
         return f"{round(entry['mean'] * entry['n'])}/{entry['n']} ({entry['mean']:.2f} [{entry['low']:.2f}, {entry['high']:.2f}])"
 
-    lines = [f"`{command}` ({r['when']}; load average before/after {r['load'][0]} / {r['load'][1]}; "
+    lines = [(f"`{command}` " if command else "") + f"({r['when']}; load average before/after {r['load'][0]} / {r['load'][1]}; "
              f"{r['seconds'] / 60:.1f} min)", "",
              f"| arm (student {r['student']}, {r['module']}, BootstrapFewShot {r['demos']}+{r['demos']}) "
              "| train | dev | demos (bootstrapped) | real test: zero-shot | real test: optimized | calls made |",
@@ -126,6 +167,12 @@ def markdown(r: dict, command: str) -> str:
         lines.append(f"| {name} | {a['n_train']} | {a['n_dev']} | {len(a['demos'])} "
                      f"({sum(d['bootstrapped'] for d in a['demos'])}) | {score(a.get('real_test:baseline'))} | "
                      f"{score(a.get('real_test:optimized'))} | {made} |")
+    p = r.get("paired")
+    if p:
+        d = p["difference"]
+        lines += ["", f"Paired on the same {p['n']} real problems (optimized, seeds + synthetic minus seeds only): "
+                  f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]; right in both {p['both_right']}, only with "
+                  f"synthetic train {p['only_synthetic']}, only with seeds {p['only_seeds']}."]
     return "\n".join(lines)
 
 
