@@ -127,7 +127,7 @@ def main() -> None:
         print(markdown(result, result.get("command", "")))
         return
     if args.source is None or not (args.source / "synthboot.db").exists():
-        sys.exit(f"error: {args.source} is not a run directory (no synthboot.db)")
+        parser.error(f"--source {args.source} is not a run directory (no synthboot.db)")
 
     load_before, started = os.getloadavg(), time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
