@@ -242,3 +242,28 @@ def test_frozen_test_rows_leave_the_split_up_to_date(tiny_run, copy_run, tmp_pat
     again = synthboot.run(spec_path, run)
     assert again.lm_calls_made == 0
     assert db.execute(query).fetchall() == before
+
+
+def test_bootstrapped_demos_never_repeat_dspys_placeholder():
+    """A trace whose reasoning is DSPy's "Not supplied ..." filler must not become a demo."""
+    import json as _json
+
+    from synthboot.lm.scripted import scripted_lm
+    from synthboot.optimize.programs import DSPY_PLACEHOLDER
+
+    def reply(prompt: str) -> str:
+        if "2 + 2" in prompt:  # the student copied the filler it saw in a labelled demo
+            return _json.dumps({"reasoning": DSPY_PLACEHOLDER + ".", "answer": "4"})
+        return _json.dumps({"reasoning": "3 times 3 is 9.", "answer": "9"})
+
+    train = [dspy.Example(question="What is 2 + 2?", answer="4").with_inputs("question"),
+             dspy.Example(question="What is 3 x 3?", answer="9").with_inputs("question")]
+    metric = make_metric("exact_match", fields=["answer"], inputs=["question"])
+    optimizer, _ = make_optimizer("bootstrap", metric, {"max_bootstrapped_demos": 2, "max_labeled_demos": 0},
+                                  num_threads=1, reflection_lm=None)
+    with dspy.context(lm=scripted_lm([reply], cycle=True), adapter=dspy.JSONAdapter()):
+        compiled = optimizer.compile(dspy.ChainOfThought("question -> answer"), trainset=train)
+    demos = compiled.predictors()[0].demos
+    assert [d["question"] for d in demos] == ["What is 3 x 3?"]
+    # Evaluation (no trace) still scores the answer alone.
+    assert optimizer.metric(train[0], dspy.Prediction(reasoning=DSPY_PLACEHOLDER, answer="4")) == 1.0

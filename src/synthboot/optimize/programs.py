@@ -79,6 +79,7 @@ def make_optimizer(name: str, metric: Callable, settings: dict[str, Any], *, num
     """
     if name not in OPTIMIZERS:
         raise SynthbootError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    metric = no_placeholder_demos(metric)
     cls = getattr(dspy, OPTIMIZERS[name])
     init_params = inspect.signature(cls.__init__).parameters
     compile_params = inspect.signature(cls.compile).parameters
@@ -121,6 +122,32 @@ def make_optimizer(name: str, metric: Callable, settings: dict[str, Any], *, num
 
 def takes_valset(optimizer: Any) -> bool:
     return "valset" in inspect.signature(optimizer.compile).parameters
+
+
+# DSPy fills a labelled demo's missing fields (a train example has no `reasoning`) with this text;
+# a small student copies it into the traces it is bootstrapped on (Qwen-1.5B on GSM8K: 4 of 6).
+DSPY_PLACEHOLDER = "Not supplied for this particular example"
+
+
+def no_placeholder_demos(metric: Callable) -> Callable:
+    """`metric`, failing a bootstrapped trace in which any output repeats DSPy's placeholder text.
+
+    Such a trace would become a demo that teaches the student to write the placeholder instead of
+    reasoning. Scoring without a trace (evaluation) is unchanged.
+    """
+    if getattr(metric, "gives_feedback", False):
+        return metric  # GEPA's five-argument metrics score candidates, not demos
+
+    def metric_without_placeholders(gold, pred, trace=None, *args, **kwargs):
+        if trace:
+            for _predictor, _inputs, outputs in trace:
+                values = outputs.values() if hasattr(outputs, "values") else ()
+                if any(isinstance(v, str) and DSPY_PLACEHOLDER in v for v in values):
+                    return False
+        return metric(gold, pred, trace, *args, **kwargs)
+
+    metric_without_placeholders.__name__ = getattr(metric, "__name__", "metric")
+    return metric_without_placeholders
 
 
 def _numeric(metric: Callable) -> Callable:
