@@ -145,3 +145,18 @@ def test_engine_in_parallel_mode_answers_dspy_calls_with_usage():
         assert engine.dump_state()["parallel"] == 4
     finally:
         engine.close()
+
+
+def test_the_pipeline_keeps_a_batched_engines_calls_in_flight_unless_the_spec_says(tmp_path):
+    from synthboot.pipeline import _engine_concurrency
+    from synthboot.spec import load_spec
+    from tests.conftest import TINY_SPEC
+
+    lm = dspy.LM("local/smollm2", engine=LlamaCppEngine("smollm2", instances=2, parallel=4))  # loads nothing yet
+    unset = tmp_path / "unset.yaml"
+    unset.write_text(TINY_SPEC.replace(", concurrency: 2}", "}"))
+    assert _engine_concurrency(lm, load_spec(unset)) == 8
+    explicit = tmp_path / "explicit.yaml"
+    explicit.write_text(TINY_SPEC)
+    assert _engine_concurrency(lm, load_spec(explicit)) is None  # the spec's concurrency: 2 wins
+    assert _engine_concurrency(None, load_spec(unset)) is None
