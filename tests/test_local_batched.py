@@ -64,7 +64,10 @@ def test_concurrent_requests_are_all_answered_with_grammar_valid_json(decoder):
 
 
 def test_one_sequence_at_a_time_gives_the_one_sequence_engines_replies():
-    """Same prompt tokens, sampler, seed and stop rules as `create_chat_completion`: equal replies."""
+    """Same prompt tokens, sampler, seed and stop rules as `create_chat_completion`: equal replies.
+
+    With parallel > 1 a reply may differ: the attention sums run over the cache cells in their
+    order, which depends on the other sequences (measured; see BENCHMARKS.md, issue 15)."""
     from synthboot.lm.llama_instance import EmbeddedLlama
 
     alone = EmbeddedLlama(model_path=MODEL, n_ctx=1024, n_threads=1, n_threads_batch=1, verbose=False)
@@ -81,7 +84,7 @@ def test_one_sequence_at_a_time_gives_the_one_sequence_engines_replies():
             assert _text(got) == _text(expected)
             assert got["usage"] == expected["usage"]
             assert got["choices"][0]["finish_reason"] == expected["choices"][0]["finish_reason"]
-        assert [c[1].get("max_tokens") for c in cases][1] == 7
+        assert single.tokens_shared > 0  # later prompts started from the first one's cells
     finally:
         single.close()
         alone.close()

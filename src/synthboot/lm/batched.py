@@ -1,26 +1,28 @@
 """Several requests decoded together: one llama.cpp context, one sequence per request, one batch per step.
 
-On a CPU, llama.cpp's forward pass costs about the same for one token as for a few, because the
-weights are read from memory once per call either way: `bench/llama_batch_decode.py` measured
-about 1.7x more tokens per CPU second at 8 sequences per `llama_decode` than at 1 (with a unified
-KV cache; without it, 4 sequences gained nothing). `BatchDecoder` gathers the calls that DSPy's
-threads make at the same time and runs them on one context with `n_seq_max = parallel`:
+`BatchDecoder` gathers the calls DSPy's threads make at the same time and runs them on one context
+with `n_seq_max = parallel` and a unified KV cache (`LlamaCppEngine(parallel=N)`):
 
 - each request is evaluated into its own sequence id. A prompt first takes the longest prefix it
   shares with any sequence in the cache (running, or finished and kept until its id is reused) by
-  `llama_memory_seq_cp`, which in a unified cache shares the cells rather than copying them;
+  `llama_memory_seq_cp`, which in a unified cache shares the cells rather than copying them; a
+  request waits while a running prompt is still evaluating the prefix they share;
 - every step sends one `llama_batch` holding the next token of every generating sequence plus
   pending prompt tokens up to `n_batch`, and samples each generating row from its own logits
   (`llama_get_logits_ith`) with its own `ShortlistGrammarSampler` (own grammar state, the request's
   seed);
 - a sequence ends on end-of-generation, a stop string or max_tokens (`batch_prompt.Reply`, the same
   rules as llama-cpp-python), and its generated cells are freed (`llama_memory_seq_rm`); its prompt
-  stays for later prefixes. An error in one sequence (its grammar, its sampler) fails that request
-  only.
+  stays for later prefixes. An error in one sequence (its prompt, grammar or sampler) fails that
+  request only.
 
-What stays the same as the one-sequence engine: prompt tokens, sampler chain and seed. What does
-not: the floating-point sums inside a batched forward pass depend on which other rows share it
-(see BENCHMARKS.md, issue 15), so a request's tokens may differ from its tokens decoded alone.
+Not the default, by measurement (BENCHMARKS.md, issue 15): on the 2-core test machine a step of 8
+sequences with their own ~750-token prompts decoded fewer tokens per CPU second than one sequence
+(74 vs 83 for SmolLM2): each row's attention runs over every cell of the unified cache (masked), and
+the weights' matmuls did not get cheaper per row. What stays the same as the one-sequence engine:
+prompt tokens, sampler chain, seed, stop rules (equal replies at `parallel=1`). What does not: with
+several sequences, the attention sums run over cache cells whose order depends on the other
+requests, so a reply may differ from the one decoded alone (still grammar-valid).
 """
 
 from __future__ import annotations

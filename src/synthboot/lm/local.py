@@ -100,10 +100,11 @@ class LlamaCppEngine:
     (`synthboot.lm.prefix_states`): a call restores the one sharing the longest prefix with it. 0
     turns it off (then only the prefix shared with the instance's previous prompt is reused).
 
-    `parallel` > 1 decodes up to that many requests together on each instance
+    `parallel` > 1 (opt-in) decodes up to that many requests together on each instance
     (`synthboot.lm.batched`: one llama.cpp call per step for all of them, prompt prefixes shared in
     the KV cache instead of `prefix_states`); `concurrency` is then how many calls to keep in flight
-    (`instances` x `parallel`). A request's tokens then depend on which requests share its batch.
+    (`instances` x `parallel`). Measured slower per CPU second than the default on 2 cores, and a
+    request's tokens then depend on which requests share its batches (BENCHMARKS.md, issue 15).
     """
 
     supports_response_schema = True
