@@ -140,11 +140,10 @@ class BatchDecoder:
             try:  # this request's prompt or grammar may fail: fail it alone
                 prompt = self.builder.prompt(messages, **kwargs)
                 waiting = (prompt, self._sampler(prompt), future)
+                if not self._place(*waiting):
+                    self._waiting.append(waiting)
             except Exception as exc:
                 future.set_exception(exc)
-                continue
-            if not self._place(*waiting):
-                self._waiting.append(waiting)
         return True
 
     def _place(self, prompt: Prompt, sampler: ShortlistGrammarSampler, future: Future) -> bool:
