@@ -18,8 +18,8 @@ with `n_seq_max = parallel` and a unified KV cache (`LlamaCppEngine(parallel=N)`
 
 Not the default, by measurement (BENCHMARKS.md, issue 15): on the 2-core test machine a step of 8
 sequences with their own ~750-token prompts decoded fewer tokens per CPU second than one sequence
-(74 vs 83 for SmolLM2): each row's attention runs over every cell of the unified cache (masked), and
-the weights' matmuls did not get cheaper per row. What stays the same as the one-sequence engine:
+(SmolLM2: 61 vs 82-89, `bench/llama_batch_distinct.py`): each row's attention runs over every cell
+of the unified cache (masked), and the weights' matmuls did not get much cheaper per row. What stays the same as the one-sequence engine:
 prompt tokens, sampler chain, seed, stop rules (equal replies at `parallel=1`). What does not: with
 several sequences, the attention sums run over cache cells whose order depends on the other
 requests, so a reply may differ from the one decoded alone (still grammar-valid).
