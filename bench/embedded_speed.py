@@ -9,7 +9,9 @@ interleaved rounds (A B, B A, ...) so both see the same machine load:
   and only the prefix shared with an instance's previous prompt reused: the pipeline before issue 15;
 - `shortlist`: the grammar checked on the top candidates (`synthboot.lm.sampling`), same tokens;
 - `new`: shortlist + saved prompt states (`synthboot.lm.prefix_states`): the engine's defaults now;
-- `lazy` (with `--lazy`): llama.cpp's sample-then-check rule + saved prompt states.
+- `lazy`: llama.cpp's sample-then-check rule + saved prompt states;
+- `batched`: several calls per llama.cpp decode (`synthboot.lm.batched`): 2 instances x 4
+  sequences, 8 calls in flight; `batched8`: 1 instance x 2 threads x 8 sequences.
 
 Useful tokens are completion tokens: what the model wrote (prompt tokens reused from the KV cache or
 evaluated again are cost, not output). Each run gets its own store, so no call is a cache hit.
@@ -18,6 +20,7 @@ call shares with the previous one (what llama-cpp-python's own prefix reuse can 
 every call's output text equals today's (same seed -> same output).
 
     python bench/embedded_speed.py --limit 40 --rounds 2
+    python bench/embedded_speed.py --limit 64 --rounds 1 --configs today,new,batched,batched8
     python bench/embedded_speed.py --model qwen2.5-coder-1.5b --limit 4 --rounds 1 --max-tokens 200
 """
 
@@ -40,13 +43,23 @@ def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-CONFIGS = {"today": ("eager", 0), "shortlist": ("shortlist", 0), "new": ("shortlist", 256), "lazy": ("lazy", 256)}
+# config -> (engine settings, calls in flight). `batched`: 2 instances x 4 sequences per llama.cpp
+# call; `batched8`: 1 instance with both threads x 8 sequences.
+CONFIGS: dict[str, tuple[dict, int]] = {
+    "today": ({"sampler": "eager", "prefix_states_mb": 0}, 2),
+    "shortlist": ({"sampler": "shortlist", "prefix_states_mb": 0}, 2),
+    "new": ({"sampler": "shortlist", "prefix_states_mb": 256}, 2),
+    "lazy": ({"sampler": "lazy", "prefix_states_mb": 256}, 2),
+    "batched": ({"parallel": 4}, 8),
+    "batched8": ({"parallel": 8, "instances": 1, "n_threads": 2}, 8),
+}
 
 
 def generate_run(model: str, config: str, limit: int, max_tokens: int | None) -> dict:
     import dspy
 
     import synthboot
+    from synthboot.lm.batched import BatchDecoder
     from synthboot.lm.calls import store_as_lm_cache
     from synthboot.lm.local import LlamaCppEngine, llama_call
     from synthboot.stages.generate import plan_tasks, run_generate
@@ -66,36 +79,43 @@ def generate_run(model: str, config: str, limit: int, max_tokens: int | None) ->
 
     overrides = {"generate.max_tokens": max_tokens} if max_tokens else None
     spec = synthboot.load_spec(REPO / "examples" / "python-qa.yaml", overrides)
-    sampler, states_mb = CONFIGS[config]
-    engine = RecordingEngine(model, instances=2, sampler=sampler, prefix_states_mb=states_mb)
+    settings, concurrency = CONFIGS[config]
+    engine = RecordingEngine(model, **{"instances": 2, **settings})
     lm = dspy.LM(f"local/{model}", engine=engine, temperature=spec.generate.temperature,
                  max_tokens=spec.generate.max_tokens, num_retries=0)
-    for _ in range(2):  # load both instances before the clock starts
-        engine._pool.put(engine._load())
-        engine._created += 1
+    for _ in range(engine.instances):  # load every instance before the clock starts
+        if engine.parallel > 1:
+            engine._decoders.append(BatchDecoder(str(engine.path), parallel=engine.parallel, n_ctx=engine.n_ctx,
+                                                 n_threads=engine.n_threads))
+        else:
+            engine._pool.put(engine._load())
+            engine._created += 1
     tasks = plan_tasks(spec, limit=limit)
     with tempfile.TemporaryDirectory() as tmp, Store(tmp, create=True) as store, store_as_lm_cache(store):
         cpu, wall = time.process_time(), time.perf_counter()
-        gen = run_generate(store, spec, lm, tasks, concurrency=2)
+        gen = run_generate(store, spec, lm, tasks, concurrency=concurrency)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         totals = store.call_totals()[0]
-    llama = engine._pool.get()
+    llama = engine._decoders[0].builder if engine.parallel > 1 else engine._pool.get()
     # Tokens each prompt shares with the one before (message texts joined; the chat template adds
     # the same few tokens to every prompt).
     for key in outputs:
         messages = json.loads(key)[0]
         prompts.append(llama.tokenize("".join(m["content"] for m in messages).encode(), special=True))
-    engine._pool.put(llama)
+    if engine.parallel == 1:
+        engine._pool.put(llama)
+    shared_in_cache = sum(d.tokens_shared for d in engine._decoders)
+    rows = sum(d.rows for d in engine._decoders) / max(1, sum(d.steps for d in engine._decoders))
     engine.close()
     shared = [common_prefix(a, b) for a, b in zip(prompts, prompts[1:])]
-    restored = engine.prefix_states.tokens_restored if engine.prefix_states else 0
+    restored = (engine.prefix_states.tokens_restored if engine.prefix_states else 0) + shared_in_cache
     return {"config": config, "model": model, "calls": len(outputs), "candidates": gen.candidates,
             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "prompt_tokens": totals.prompt_tokens,
             "completion_tokens": totals.completion_tokens,
             "useful_tok_per_wall_s": round(totals.completion_tokens / wall, 2),
             "useful_tok_per_cpu_s": round(totals.completion_tokens / cpu, 2),
             "mean_prompt_tokens_shared_with_previous": round(sum(shared) / max(1, len(shared))),
-            "prompt_tokens_restored_from_states": restored,
+            "prompt_tokens_restored_from_states": restored, "mean_sequences_per_decode": round(rows, 2),
             "_outputs": outputs}
 
 
@@ -114,9 +134,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=40, help="candidates asked for (as `synthboot run --limit`)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of every sampler")
     parser.add_argument("--max-tokens", type=int, default=None, help="override the spec's max_tokens")
-    parser.add_argument("--lazy", action="store_true", help="also run llama.cpp's sample-then-check rule")
+    parser.add_argument("--configs", default="today,shortlist,new",
+                        help=f"comma-separated, the first is the baseline; of {', '.join(CONFIGS)}")
     args = parser.parse_args()
-    configs = ["today", "shortlist", "new"] + (["lazy"] if args.lazy else [])
+    configs = args.configs.split(",")
     print("uptime:", uptime(), flush=True)
     runs: list[dict] = []
     for round_ in range(args.rounds):

@@ -71,7 +71,7 @@ def run(spec: Spec, out: str | Path, *, lm: str | dspy.LM | None = None, api_bas
         spec = spec.model_copy(update={"generate": spec.generate.model_copy(update={"lm": lm, "api_base": api_base})})
     elif api_base is not None:
         spec = spec.model_copy(update={"generate": spec.generate.model_copy(update={"api_base": api_base})})
-    workers = concurrency or spec.generate.concurrency
+    workers = concurrency or _engine_concurrency(lm_object, spec) or spec.generate.concurrency
     limits = limits_of(spec.generate, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute)
     stages = get_engine(engine, ray_address=ray_address, limits=limits)
     with Store(out, create=True, lock=True) as store:
@@ -184,3 +184,11 @@ def _stage_progress(progress: Progress | None, stage: str) -> Callable[[int, int
     if progress is None:
         return None
     return lambda done, total: progress(stage, done, total)
+
+
+def _engine_concurrency(lm: dspy.LM | None, spec: Spec) -> int | None:
+    """Calls in flight an LM's engine asks for (a batched `LlamaCppEngine`: instances x parallel),
+    unless the spec sets `generate.concurrency` itself."""
+    if lm is None or "concurrency" in spec.generate.model_fields_set:
+        return None
+    return getattr(getattr(lm, "engine", None), "concurrency", None)

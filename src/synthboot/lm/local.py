@@ -99,6 +99,12 @@ class LlamaCppEngine:
     `prefix_states_mb` bounds the saved KV states of earlier prompts that the instances share
     (`synthboot.lm.prefix_states`): a call restores the one sharing the longest prefix with it. 0
     turns it off (then only the prefix shared with the instance's previous prompt is reused).
+
+    `parallel` > 1 (opt-in) decodes up to that many requests together on each instance
+    (`synthboot.lm.batched`: one llama.cpp call per step for all of them, prompt prefixes shared in
+    the KV cache instead of `prefix_states`); `concurrency` is then how many calls to keep in flight
+    (`instances` x `parallel`). Measured slower per CPU second than the default on 2 cores, and a
+    request's tokens then depend on which requests share its batches (BENCHMARKS.md, issue 15).
     """
 
     supports_response_schema = True
@@ -107,7 +113,8 @@ class LlamaCppEngine:
     supported_params = frozenset({"response_format", "temperature", "max_tokens", "top_p", "top_k", "stop", "seed"})
 
     def __init__(self, model: str = DEFAULT_LOCAL, *, instances: int = 2, n_threads: int = 1, n_ctx: int = 4096,
-                 repeat_penalty: float = 1.1, sampler: str = "shortlist", prefix_states_mb: int = 256):
+                 repeat_penalty: float = 1.1, sampler: str = "shortlist", prefix_states_mb: int = 256,
+                 parallel: int = 1):
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, not {sampler!r}")
         self.model = model
@@ -123,6 +130,8 @@ class LlamaCppEngine:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.repeat_penalty = repeat_penalty
+        self.parallel = max(1, parallel)
+        self._decoders: list[Any] = []  # BatchDecoders, when parallel > 1
         self._pool: queue.LifoQueue = queue.LifoQueue()
         self._created = 0
         self._create_lock = threading.Lock()
@@ -130,16 +139,18 @@ class LlamaCppEngine:
     # -- DSPy engine contract ------------------------------------------------------------------
     def complete(self, request: Any) -> Response:
         messages, kwargs, schema = llama_call(request, repeat_penalty=self.repeat_penalty)
-        llama = self._acquire()
-        try:
-            if schema is not None:
-                from llama_cpp import LlamaGrammar
+        if schema is not None:
+            from llama_cpp import LlamaGrammar
 
-                kwargs["grammar"] = LlamaGrammar.from_string(grammar_text(json.dumps(schema)),
-                                                             verbose=False)
-            out = llama.create_chat_completion(messages=messages, **kwargs)
-        finally:
-            self._pool.put(llama)
+            kwargs["grammar"] = LlamaGrammar.from_string(grammar_text(json.dumps(schema)), verbose=False)
+        if self.parallel > 1:
+            out = self._submit(messages, kwargs).result()
+        else:
+            llama = self._acquire()
+            try:
+                out = llama.create_chat_completion(messages=messages, **kwargs)
+            finally:
+                self._pool.put(llama)
         choice = out["choices"][0]
         usage = out.get("usage") or {}
         return Response(
@@ -152,20 +163,42 @@ class LlamaCppEngine:
     def stream(self, request: Any):
         return response_to_events(self.complete(request))
 
+    @property
+    def concurrency(self) -> int:
+        """Calls worth keeping in flight: one per instance, or `parallel` per instance when batching."""
+        return self.instances * self.parallel
+
     def close(self) -> None:
+        with self._create_lock:
+            decoders, self._decoders = self._decoders, []
+        for decoder in decoders:
+            decoder.close()
         while not self._pool.empty():
             self._pool.get_nowait().close()
 
     # Saved programs record the engine by class path and this state (no secrets in it).
     def dump_state(self) -> dict[str, Any]:
         return {"model": self.model, "instances": self.instances, "n_threads": self.n_threads, "n_ctx": self.n_ctx,
-                "sampler": self.sampler, "prefix_states_mb": self.prefix_states_mb}
+                "sampler": self.sampler, "prefix_states_mb": self.prefix_states_mb, "parallel": self.parallel}
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
         return cls(**state)
 
     # -- instance pool -------------------------------------------------------------------------
+    def _submit(self, messages: list[dict], kwargs: dict[str, Any]):
+        """Queue a request on the least busy batched instance, loading another while fewer than `instances`."""
+        with self._create_lock:
+            if len(self._decoders) < self.instances and all(d.load() > 0 for d in self._decoders):
+                from synthboot.lm.batched import BatchDecoder
+
+                try:
+                    self._decoders.append(BatchDecoder(str(self.path), parallel=self.parallel, n_ctx=self.n_ctx,
+                                                       n_threads=self.n_threads, grammar_mode=self.sampler))
+                except (ValueError, OSError) as exc:
+                    raise LMUnavailableError(f"cannot load the local model {self.path}: {exc}") from None
+            return min(self._decoders, key=lambda d: d.load()).submit(messages, kwargs)
+
     def _acquire(self):
         try:
             return self._pool.get_nowait()

@@ -35,14 +35,19 @@ TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)],
 class ShortlistGrammarSampler:
     """One generation's sampler: the usual chain, with the grammar checked on a shortlist first.
 
+    `seed` overrides the `Llama`'s current seed; with `grammar=None` it is the plain chain.
+
     Has the one method `Llama.sample` calls on its `_sampler`: `sample(ctx, idx) -> token`, which
     also accepts the token into the chain (penalty history, grammar state).
     """
 
     def __init__(self, llama: Llama, grammar: Any, *, top_k: int, top_p: float, min_p: float,
                  typical_p: float, temp: float, repeat_penalty: float, frequency_penalty: float,
-                 presence_penalty: float, lazy: bool = False):
-        self.lazy = lazy
+                 presence_penalty: float, lazy: bool = False, seed: int | None = None):
+        # No grammar: the plain chain (what `Llama._init_sampler` builds without one).
+        self.lazy = lazy and grammar is not None
+        self.constrained = grammar is not None
+        seed = llama._seed if seed is None else seed
         self.n_vocab = llama.n_vocab()
         # Penalties apart from the rest of the chain: they must see the whole vocabulary, and the
         # constrained re-pick below runs the rest on a short list.
@@ -53,7 +58,7 @@ class ShortlistGrammarSampler:
         self.chain = internals.LlamaSampler()
         # The same steps, in the same order, as `Llama._init_sampler` after its grammar.
         if temp < 0.0:
-            self.chain.add_dist(llama._seed)
+            self.chain.add_dist(seed)
             self.keep = self.n_vocab
         elif temp == 0.0:
             self.chain.add_greedy()
@@ -64,10 +69,11 @@ class ShortlistGrammarSampler:
             self.chain.add_top_p(top_p, 1)
             self.chain.add_min_p(min_p, 1)
             self.chain.add_temp(temp)
-            self.chain.add_dist(llama._seed)
+            self.chain.add_dist(seed)
             self.keep = top_k if top_k > 0 else self.n_vocab
         self.grammar = internals.LlamaSampler()
-        self.grammar.add_grammar(llama._model, grammar)
+        if grammar is not None:
+            self.grammar.add_grammar(llama._model, grammar)
         self.rejections = 0
         self.full_passes = 0
         self.samples = 0
@@ -83,7 +89,7 @@ class ShortlistGrammarSampler:
                 self.rejections += 1
                 token = self._pick(ctx, idx, constrained=True)
         else:
-            token = self._pick(ctx, idx, constrained=True)
+            token = self._pick(ctx, idx, constrained=self.constrained)
         self.samples += 1
         self.grammar.accept(token)
         self.penalties.accept(token)
