@@ -88,7 +88,8 @@ def pick_seeds(train: list[tuple[str, str]], per_intent: int, seed: int = 0) -> 
     return out
 
 
-def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = None) -> Path:
+def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = None,
+               generate: dict | None = None) -> Path:
     spec = {
         "name": "clinc20-intents",
         "task": ("Things a user types or says to the virtual assistant of a bank and personal helper app, "
@@ -102,7 +103,7 @@ def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = N
         },
         "seeds": [{"utterance": u, "intent": i} for u, i in seeds],
         "topics": TOPICS,
-        "generate": {"per_topic": 600, "per_call": 5, "max_tokens": 600, "concurrency": 2},
+        "generate": {"per_topic": 600, "per_call": 5, "max_tokens": 600, "concurrency": 2, **(generate or {})},
         "dedup": {"fields": ["utterance"]},
         **({"verify": verify} if verify else {}),
         "split": {"train": 0.8, "dev": 0.1, "test": 0.1, "seed": 42, "stratify": "intent"},
@@ -201,6 +202,8 @@ def main() -> None:
     parser.add_argument("--skip-generate", action="store_true", help="re-score the run as stored")
     parser.add_argument("--no-lm-check", action="store_true",
                         help="verify labels with the offline label vote only (verify.lm_check: false)")
+    parser.add_argument("--style-examples", type=int, default=0,
+                        help="generate.style_examples: seeds of other intents each call shows as style")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -215,7 +218,8 @@ def main() -> None:
     if not args.skip_generate:
         import synthboot
 
-        write_spec(spec_path, seeds, {"lm_check": False} if args.no_lm_check else None)
+        write_spec(spec_path, seeds, {"lm_check": False} if args.no_lm_check else None,
+                   {"style_examples": args.style_examples} if args.style_examples else None)
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -223,6 +227,7 @@ def main() -> None:
         sys.exit(f"{run_dir} holds no run to re-score")
     result = score(run_dir, train, test)
     result.update({"limit": args.limit, "lm": args.lm, "generation_s": gen_s, "lm_check": not args.no_lm_check,
+                   "style_examples": args.style_examples,
                    "intents": INTENTS, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     (run_dir / "clinc_tstr.json").write_text(json.dumps(result, indent=2))
     command = "python bench/clinc_tstr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
