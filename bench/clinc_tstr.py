@@ -68,6 +68,15 @@ GLOSSARY = {
     "alarm": "set an alarm for a time of day", "flight_status": "whether a flight is on time or delayed",
 }
 SEEDS_PER_INTENT = 2
+# How users phrase requests to an assistant (`--phrasings`: generate.phrasings, one per batch,
+# rotating): written from what such users do, not from the test set.
+PHRASINGS = [
+    "a terse lower-case command of 2 to 6 words, no punctuation",
+    "a casual lower-case question that names one concrete detail (an amount, a day, a time, a place or a person)",
+    "an indirect lower-case statement: the user describes their situation instead of asking",
+    "a lower-case question typed quickly on a phone, no question mark, maybe no apostrophes",
+    "a lower-case request starting with words like can you, please, i need or i want",
+]
 
 
 def load_clinc() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -202,6 +211,8 @@ def main() -> None:
     parser.add_argument("--skip-generate", action="store_true", help="re-score the run as stored")
     parser.add_argument("--no-lm-check", action="store_true",
                         help="verify labels with the offline label vote only (verify.lm_check: false)")
+    parser.add_argument("--phrasings", action="store_true",
+                        help="generate.phrasings: each call asks for one of PHRASINGS, rotating")
     parser.add_argument("--style-examples", type=int, default=0,
                         help="generate.style_examples: seeds of other intents each call shows as style")
     args = parser.parse_args()
@@ -219,7 +230,8 @@ def main() -> None:
         import synthboot
 
         write_spec(spec_path, seeds, {"lm_check": False} if args.no_lm_check else None,
-                   {"style_examples": args.style_examples} if args.style_examples else None)
+                   {**({"style_examples": args.style_examples} if args.style_examples else {}),
+                    **({"phrasings": PHRASINGS} if args.phrasings else {})})
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -227,7 +239,7 @@ def main() -> None:
         sys.exit(f"{run_dir} holds no run to re-score")
     result = score(run_dir, train, test)
     result.update({"limit": args.limit, "lm": args.lm, "generation_s": gen_s, "lm_check": not args.no_lm_check,
-                   "style_examples": args.style_examples,
+                   "style_examples": args.style_examples, "phrasings": args.phrasings,
                    "intents": INTENTS, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     (run_dir / "clinc_tstr.json").write_text(json.dumps(result, indent=2))
     command = "python bench/clinc_tstr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

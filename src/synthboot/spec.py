@@ -115,6 +115,10 @@ class GenerateSpec(_Strict):
     # and register only, a window rotating by batch; 0 shows none. Without them a call never sees
     # how users write, and every batch of a cell gets the same prompt (BENCHMARKS.md, CLINC150).
     style_examples: int = Field(0, ge=0, le=50)
+    # Ways a user phrases things (a terse command, an indirect statement, ...): each conditioned
+    # batch is asked for one, rotating so that the batches of one cell differ in form as well.
+    # Every batch of a cell otherwise gets the same prompt and the same kind of example back.
+    phrasings: list[str] = Field(default_factory=list)
 
 
 class RuleSpec(_Strict):

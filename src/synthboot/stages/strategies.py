@@ -6,7 +6,8 @@
   enum field, the values spread by the spec's diversity targets) and the output grammar pins the
   enum values, so the model is told what to make instead of shown what exists.
   With `style_examples: N` each batch also shows N seeds of other cells as examples of length and
-  register only (a window rotating by batch).
+  register only (a window rotating by batch); with `phrasings:` each batch asks for one way of
+  phrasing (rotating), crossed with the cell.
 - `style_seeds`: the cell request plus a rotating window of seeds, labelled as style only, and the
   examples already generated for the same topic (earlier waves) listed as things not to repeat.
 - `subtopics`: like `conditioned`, over subtopics the LM proposes from the task and the seeds when
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -77,9 +79,10 @@ class GenerateForCellInStyle(dspy.Signature):
     new example must differ from the others in subject and wording."""
 
     task: str = dspy.InputField(desc="What the examples are for")
-    style_examples: str = dspy.InputField(desc="Real examples of other attributes: match their length and tone only (JSON)")
     topic: str = dspy.InputField(desc="The topic every new example must be about")
     attributes: str = dspy.InputField(desc="The value every new example must have for these fields")
+    style_examples: str = dspy.InputField(
+        desc="Real examples made for OTHER attributes: copy their length and tone, never their subject (JSON)")
     count: int = dspy.InputField(desc="How many new examples to write")
 
 
@@ -315,6 +318,15 @@ def style_window(seeds: list[dict], task: Any, size: int) -> str:
     return json.dumps([{k: v for k, v in s.items() if k not in pinned} for s in shown], indent=1, ensure_ascii=False)
 
 
+def phrasing_of(spec: Spec, schema: TaskSchema, slot: int) -> str:
+    """The phrasing batch `slot` asks for: the next one each batch, shifted by one every time the
+    cells come round again, so a cell's successive batches get different phrasings."""
+    phrasings = spec.generate.phrasings
+    cells = math.prod(len(v) for v in cell_fields(spec, schema).values()) or 1
+    cell, lap = slot % cells, slot // cells
+    return phrasings[(cell + lap) % len(phrasings)]
+
+
 def seeds_shown(seeds: list[dict], task: Any, per_call: int | None) -> str:
     """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
 
@@ -336,10 +348,13 @@ def prompt_inputs(spec: Spec, schema: TaskSchema, strategy: str, task: Any, seed
         return {"task": text, "seed_examples": seeds_shown(seeds, task, spec.generate.seeds_per_call),
                 "topic": task.topic, "count": task.count}
     if strategy in ("conditioned", "subtopics"):
+        attributes = attributes_text(spec, schema, cell)
+        if spec.generate.phrasings:
+            attributes = ("" if attributes == "any" else attributes + "\n") + \
+                f"phrasing = {phrasing_of(spec, schema, task.slot)}"
         style = ({"style_examples": style_window(seeds, task, spec.generate.style_examples)}
                  if spec.generate.style_examples and seeds else {})
-        return {"task": text, **style, "topic": task.topic, "attributes": attributes_text(spec, schema, cell),
-                "count": task.count}
+        return {"task": text, **style, "topic": task.topic, "attributes": attributes, "count": task.count}
     if strategy == "style_seeds":
         shown = seed_window(seeds, task.slot, spec.generate.seeds_per_call or STYLE_SEEDS)
         return {"task": text, "style_examples": json.dumps(shown, indent=1, ensure_ascii=False),
