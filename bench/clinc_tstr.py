@@ -213,8 +213,6 @@ def main() -> None:
                         help="verify labels with the offline label vote only (verify.lm_check: false)")
     parser.add_argument("--phrasings", action="store_true",
                         help="generate.phrasings: each call asks for one of PHRASINGS, rotating")
-    parser.add_argument("--style-examples", type=int, default=0,
-                        help="generate.style_examples: seeds of other intents each call shows as style")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -230,8 +228,7 @@ def main() -> None:
         import synthboot
 
         write_spec(spec_path, seeds, {"lm_check": False} if args.no_lm_check else None,
-                   {**({"style_examples": args.style_examples} if args.style_examples else {}),
-                    **({"phrasings": PHRASINGS} if args.phrasings else {})})
+                   {"phrasings": PHRASINGS} if args.phrasings else None)
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -239,7 +236,7 @@ def main() -> None:
         sys.exit(f"{run_dir} holds no run to re-score")
     result = score(run_dir, train, test)
     result.update({"limit": args.limit, "lm": args.lm, "generation_s": gen_s, "lm_check": not args.no_lm_check,
-                   "style_examples": args.style_examples, "phrasings": args.phrasings,
+                   "phrasings": args.phrasings,
                    "intents": INTENTS, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     (run_dir / "clinc_tstr.json").write_text(json.dumps(result, indent=2))
     command = "python bench/clinc_tstr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

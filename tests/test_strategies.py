@@ -150,47 +150,6 @@ def test_meanings_are_checked_at_load():
                                                 "{type: str, input: true, meanings: {a: b}}"))
 
 
-STYLE_SEEDS_SPEC = LABEL_SPEC.replace("""  - {utterance: when is my phone bill due, intent: bill_due}
-""", """  - {utterance: when is my phone bill due, intent: bill_due}
-  - {utterance: whats left in savings, intent: balance}
-  - {utterance: "gas bill due date?", intent: bill_due}
-  - {utterance: how much cash do i have, intent: balance}
-  - {utterance: is the water bill due this week, intent: bill_due}
-""").replace("generate: {per_topic: 2, per_call: 1, strategy: conditioned}",
-             "generate: {per_topic: 8, per_call: 1, strategy: conditioned, style_examples: 2}")
-
-
-def test_conditioned_style_examples_show_other_cells_seeds_rotating(tmp_path):
-    spec = synthboot.parse_spec(STYLE_SEEDS_SPEC)
-
-    def reply(prompt: str) -> str:
-        label = re.search(r"intent = (\w+)", prompt).group(1)
-        return json.dumps({"examples": [{"intent": label, "utterance": f"request {next(n)} about {label}"}]})
-    n = itertools.count()
-    lm = scripted_lm([reply], cycle=True)
-    synthboot.run(spec, tmp_path / "run", lm=lm)
-    seeds = all_seeds(spec)
-    windows: dict[str, set] = {}
-    for request in lm.engine.requests:
-        prompt = request.messages[-1].text
-        label = re.match(r"intent = (\w+)", field_of(prompt, "attributes")).group(1)
-        shown = json.loads(field_of(prompt, "style_examples"))
-        assert len(shown) == 2 and all(list(s) == ["utterance"] for s in shown)  # the label is not shown
-        own = {s["utterance"] for s in seeds if s["intent"] == label}
-        other = {s["utterance"] for s in seeds if s["intent"] != label}
-        assert all(s["utterance"] in other and s["utterance"] not in own for s in shown)
-        windows.setdefault(label, set()).add(tuple(s["utterance"] for s in shown))
-        assert "register" in str(request.system)  # write like them, not about them
-    assert len(lm.engine.requests) == 8
-    assert all(len(w) >= 2 for w in windows.values())  # a cell's batches see different windows
-    # Off (the default), the conditioned prompt shows no seed at all.
-    plain = synthboot.parse_spec(LABEL_SPEC)
-    lm2 = scripted_lm([reply], cycle=True)
-    synthboot.run(plain, tmp_path / "plain", lm=lm2)
-    assert all("style_examples" not in r.messages[-1].text for r in lm2.engine.requests)
-    assert synthboot.run(spec, tmp_path / "run", lm=scripted_lm([])).lm_calls_made == 0  # same prompts on resume
-
-
 def test_phrasings_rotate_so_a_cells_batches_differ_in_form(tmp_path):
     spec = synthboot.parse_spec(LABEL_SPEC.replace(
         "generate: {per_topic: 2, per_call: 1, strategy: conditioned}",

@@ -5,9 +5,7 @@
 - `conditioned`: no seed shown; each batch asks for one target cell (its topic x one value of every
   enum field, the values spread by the spec's diversity targets) and the output grammar pins the
   enum values, so the model is told what to make instead of shown what exists.
-  With `style_examples: N` each batch also shows N seeds of other cells as examples of length and
-  register only (a window rotating by batch); with `phrasings:` each batch asks for one way of
-  phrasing (rotating), crossed with the cell.
+  With `phrasings:` each batch also asks for one way of phrasing (rotating), crossed with the cell.
 - `style_seeds`: the cell request plus a rotating window of seeds, labelled as style only, and the
   examples already generated for the same topic (earlier waves) listed as things not to repeat.
 - `subtopics`: like `conditioned`, over subtopics the LM proposes from the task and the seeds when
@@ -68,21 +66,6 @@ class GenerateForCell(dspy.Signature):
     task: str = dspy.InputField(desc="What the examples are for")
     topic: str = dspy.InputField(desc="The topic every new example must be about")
     attributes: str = dspy.InputField(desc="The value every new example must have for these fields")
-    count: int = dspy.InputField(desc="How many new examples to write")
-
-
-class GenerateForCellInStyle(dspy.Signature):
-    """Write new, original examples for the task below. Every example must be about the given topic
-    and have exactly the attributes asked for. The style examples are real examples made for OTHER
-    attributes: write like them (their length, their casual or formal register, their casing and
-    punctuation, how concrete their details are), but never about their subject or meaning. Each
-    new example must differ from the others in subject and wording."""
-
-    task: str = dspy.InputField(desc="What the examples are for")
-    topic: str = dspy.InputField(desc="The topic every new example must be about")
-    attributes: str = dspy.InputField(desc="The value every new example must have for these fields")
-    style_examples: str = dspy.InputField(
-        desc="Real examples made for OTHER attributes: copy their length and tone, never their subject (JSON)")
     count: int = dspy.InputField(desc="How many new examples to write")
 
 
@@ -223,16 +206,10 @@ def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
     return create_model(bounded.__name__, __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def signature_of(spec: Spec, strategy: str) -> type[dspy.Signature]:
-    if strategy in ("conditioned", "subtopics") and spec.generate.style_examples and all_seeds(spec):
-        return GenerateForCellInStyle
-    return SIGNATURES[strategy]
-
-
 def make_module(schema: TaskSchema, spec: Spec, strategy: str, cell: Cell = ()) -> dspy.Module:
     """A DSPy module for the strategy's signature with the output `examples: list[item]`."""
     item = item_model(schema, spec, cell)
-    sig = signature_of(spec, strategy).append(
+    sig = SIGNATURES[strategy].append(
         "examples", dspy.OutputField(desc=f"A JSON list of exactly `count` new examples with fields: "
                                           f"{', '.join(schema.names)}"),
         list[item])  # type: ignore[valid-type]
@@ -304,20 +281,6 @@ def change_text(schema: TaskSchema, op: str, cell: Cell, source: dict) -> str:
     return "Rewrite it so that " + " and ".join(changes) + ", changing the content to fit."
 
 
-def style_window(seeds: list[dict], task: Any, size: int) -> str:
-    """`size` seeds of cells other than the batch's, without the pinned fields, as JSON.
-
-    Seeds of another cell show how users write without handing over a text of the asked cell to
-    copy; the pinned fields are dropped so their values do not pull the new examples' meaning. The
-    window starts at a point set by the task's key, so the batches of one cell see different ones.
-    """
-    pinned = {k: v for k, v in task.cell if k != TOPIC_FIELD}
-    other = [s for s in seeds if pinned and all(str(s.get(k)) != v for k, v in pinned.items())] or list(seeds)
-    start = int.from_bytes(hashlib.sha256(task.key.encode()).digest()[:4], "big") % max(1, len(other))
-    shown = [other[(start + i) % len(other)] for i in range(min(size, len(other)))]
-    return json.dumps([{k: v for k, v in s.items() if k not in pinned} for s in shown], indent=1, ensure_ascii=False)
-
-
 def phrasing_of(spec: Spec, schema: TaskSchema, slot: int) -> str:
     """The phrasing batch `slot` asks for: the next one each batch, shifted by one every time the
     cells come round again, so a cell's successive batches get different phrasings."""
@@ -352,9 +315,7 @@ def prompt_inputs(spec: Spec, schema: TaskSchema, strategy: str, task: Any, seed
         if spec.generate.phrasings:
             attributes = ("" if attributes == "any" else attributes + "\n") + \
                 f"phrasing = {phrasing_of(spec, schema, task.slot)}"
-        style = ({"style_examples": style_window(seeds, task, spec.generate.style_examples)}
-                 if spec.generate.style_examples and seeds else {})
-        return {"task": text, **style, "topic": task.topic, "attributes": attributes, "count": task.count}
+        return {"task": text, "topic": task.topic, "attributes": attributes, "count": task.count}
     if strategy == "style_seeds":
         shown = seed_window(seeds, task.slot, spec.generate.seeds_per_call or STYLE_SEEDS)
         return {"task": text, "style_examples": json.dumps(shown, indent=1, ensure_ascii=False),
