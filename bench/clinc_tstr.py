@@ -68,15 +68,6 @@ GLOSSARY = {
     "alarm": "set an alarm for a time of day", "flight_status": "whether a flight is on time or delayed",
 }
 SEEDS_PER_INTENT = 2
-# How users phrase requests to an assistant (`--phrasings`: generate.phrasings, one per batch,
-# rotating): written from what such users do, not from the test set.
-PHRASINGS = [
-    "a terse lower-case command of 2 to 6 words, no punctuation",
-    "a casual lower-case question that names one concrete detail (an amount, a day, a time, a place or a person)",
-    "an indirect lower-case statement: the user describes their situation instead of asking",
-    "a lower-case question typed quickly on a phone, no question mark, maybe no apostrophes",
-    "a lower-case request starting with words like can you, please, i need or i want",
-]
 
 
 def load_clinc() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -97,8 +88,7 @@ def pick_seeds(train: list[tuple[str, str]], per_intent: int, seed: int = 0) -> 
     return out
 
 
-def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = None,
-               generate: dict | None = None) -> Path:
+def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = None) -> Path:
     spec = {
         "name": "clinc20-intents",
         "task": ("Things a user types or says to the virtual assistant of a bank and personal helper app, "
@@ -112,7 +102,7 @@ def write_spec(path: Path, seeds: list[tuple[str, str]], verify: dict | None = N
         },
         "seeds": [{"utterance": u, "intent": i} for u, i in seeds],
         "topics": TOPICS,
-        "generate": {"per_topic": 600, "per_call": 5, "max_tokens": 600, "concurrency": 2, **(generate or {})},
+        "generate": {"per_topic": 600, "per_call": 5, "max_tokens": 600, "concurrency": 2},
         "dedup": {"fields": ["utterance"]},
         **({"verify": verify} if verify else {}),
         "split": {"train": 0.8, "dev": 0.1, "test": 0.1, "seed": 42, "stratify": "intent"},
@@ -213,8 +203,6 @@ def main() -> None:
                         help="verify labels with the offline label vote only (verify.lm_check: false)")
     parser.add_argument("--no-label-texts", action="store_true",
                         help="the label vote without the labels' names and meanings (verify.label_vote.label_texts: false)")
-    parser.add_argument("--phrasings", action="store_true",
-                        help="generate.phrasings: each call asks for one of PHRASINGS, rotating")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -231,8 +219,7 @@ def main() -> None:
 
         verify = {**({"lm_check": False} if args.no_lm_check else {}),
                   **({"label_vote": {"label_texts": False}} if args.no_label_texts else {})}
-        write_spec(spec_path, seeds, verify or None,
-                   {"phrasings": PHRASINGS} if args.phrasings else None)
+        write_spec(spec_path, seeds, verify or None)
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -240,7 +227,7 @@ def main() -> None:
         sys.exit(f"{run_dir} holds no run to re-score")
     result = score(run_dir, train, test)
     result.update({"limit": args.limit, "lm": args.lm, "generation_s": gen_s, "lm_check": not args.no_lm_check,
-                   "phrasings": args.phrasings, "label_texts": not args.no_label_texts,
+                   "label_texts": not args.no_label_texts,
                    "intents": INTENTS, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     (run_dir / "clinc_tstr.json").write_text(json.dumps(result, indent=2))
     command = "python bench/clinc_tstr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -150,29 +150,6 @@ def test_meanings_are_checked_at_load():
                                                 "{type: str, input: true, meanings: {a: b}}"))
 
 
-def test_phrasings_rotate_so_a_cells_batches_differ_in_form(tmp_path):
-    spec = synthboot.parse_spec(LABEL_SPEC.replace(
-        "generate: {per_topic: 2, per_call: 1, strategy: conditioned}",
-        "generate: {per_topic: 6, per_call: 1, strategy: conditioned, phrasings: [a terse command, a polite question, "
-        "an indirect statement]}"))
-
-    def reply(prompt: str) -> str:
-        label = re.search(r"intent = (\w+)", prompt).group(1)
-        return json.dumps({"examples": [{"intent": label, "utterance": f"request {next(n)} about {label}"}]})
-    n = itertools.count()
-    lm = scripted_lm([reply], cycle=True)
-    synthboot.run(spec, tmp_path / "run", lm=lm)
-    asked = Counter()
-    for request in lm.engine.requests:
-        attributes = field_of(request.messages[-1].text, "attributes").splitlines()
-        assert re.match(r"intent = \w+ \(", attributes[0]) and attributes[1].startswith("phrasing = ")
-        asked[(attributes[0].split()[2], attributes[1].removeprefix("phrasing = "))] += 1
-    # 6 batches over 2 labels: every label asked in 3 different phrasings, each phrasing twice.
-    assert len(lm.engine.requests) == 6 and set(asked.values()) == {1}
-    assert Counter(p for _, p in asked) == {"a terse command": 2, "a polite question": 2, "an indirect statement": 2}
-    assert synthboot.run(spec, tmp_path / "run", lm=scripted_lm([])).lm_calls_made == 0
-
-
 def test_style_seeds_rotate_and_earlier_waves_are_avoided(tmp_path):
     seeds = "\n".join(f'  - {{question: "Seed question number {i} about lists?", answer: "A seed answer {i}.",'
                       f' difficulty: easy}}' for i in range(4))

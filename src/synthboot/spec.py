@@ -111,10 +111,6 @@ class GenerateSpec(_Strict):
     strategy: Literal["few_shot", "conditioned", "style_seeds", "subtopics", "mutate"] = "conditioned"
     # How many subtopics the LM proposes when the spec lists no `topics` (stored in the run).
     subtopics: int = Field(8, ge=1, le=200)
-    # Ways a user phrases things (a terse command, an indirect statement, ...): each conditioned
-    # batch is asked for one, rotating so that the batches of one cell differ in form as well.
-    # Every batch of a cell otherwise gets the same prompt and the same kind of example back.
-    phrasings: list[str] = Field(default_factory=list)
 
 
 class RuleSpec(_Strict):

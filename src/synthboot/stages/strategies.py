@@ -5,7 +5,6 @@
 - `conditioned`: no seed shown; each batch asks for one target cell (its topic x one value of every
   enum field, the values spread by the spec's diversity targets) and the output grammar pins the
   enum values, so the model is told what to make instead of shown what exists.
-  With `phrasings:` each batch also asks for one way of phrasing (rotating), crossed with the cell.
 - `style_seeds`: the cell request plus a rotating window of seeds, labelled as style only, and the
   examples already generated for the same topic (earlier waves) listed as things not to repeat.
 - `subtopics`: like `conditioned`, over subtopics the LM proposes from the task and the seeds when
@@ -22,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -281,15 +279,6 @@ def change_text(schema: TaskSchema, op: str, cell: Cell, source: dict) -> str:
     return "Rewrite it so that " + " and ".join(changes) + ", changing the content to fit."
 
 
-def phrasing_of(spec: Spec, schema: TaskSchema, slot: int) -> str:
-    """The phrasing batch `slot` asks for: the next one each batch, shifted by one every time the
-    cells come round again, so a cell's successive batches get different phrasings."""
-    phrasings = spec.generate.phrasings
-    cells = math.prod(len(v) for v in cell_fields(spec, schema).values()) or 1
-    cell, lap = slot % cells, slot // cells
-    return phrasings[(cell + lap) % len(phrasings)]
-
-
 def seeds_shown(seeds: list[dict], task: Any, per_call: int | None) -> str:
     """The seed examples one batch sees, as JSON: all of them, or a window that rotates by task.
 
@@ -311,11 +300,7 @@ def prompt_inputs(spec: Spec, schema: TaskSchema, strategy: str, task: Any, seed
         return {"task": text, "seed_examples": seeds_shown(seeds, task, spec.generate.seeds_per_call),
                 "topic": task.topic, "count": task.count}
     if strategy in ("conditioned", "subtopics"):
-        attributes = attributes_text(spec, schema, cell)
-        if spec.generate.phrasings:
-            attributes = ("" if attributes == "any" else attributes + "\n") + \
-                f"phrasing = {phrasing_of(spec, schema, task.slot)}"
-        return {"task": text, "topic": task.topic, "attributes": attributes, "count": task.count}
+        return {"task": text, "topic": task.topic, "attributes": attributes_text(spec, schema, cell), "count": task.count}
     if strategy == "style_seeds":
         shown = seed_window(seeds, task.slot, spec.generate.seeds_per_call or STYLE_SEEDS)
         return {"task": text, "style_examples": json.dumps(shown, indent=1, ensure_ascii=False),
