@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--skip-generate", action="store_true", help="re-score the run as stored")
     parser.add_argument("--no-lm-check", action="store_true",
                         help="verify labels with the offline label vote only (verify.lm_check: false)")
+    parser.add_argument("--no-label-texts", action="store_true",
+                        help="the label vote without the labels' names and meanings (verify.label_vote.label_texts: false)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -215,7 +217,9 @@ def main() -> None:
     if not args.skip_generate:
         import synthboot
 
-        write_spec(spec_path, seeds, {"lm_check": False} if args.no_lm_check else None)
+        verify = {**({"lm_check": False} if args.no_lm_check else {}),
+                  **({"label_vote": {"label_texts": False}} if args.no_label_texts else {})}
+        write_spec(spec_path, seeds, verify or None)
         started = time.perf_counter()
         synthboot.run(synthboot.load_spec(spec_path), run_dir, lm=args.lm, limit=args.limit)
         gen_s = time.perf_counter() - started
@@ -223,6 +227,7 @@ def main() -> None:
         sys.exit(f"{run_dir} holds no run to re-score")
     result = score(run_dir, train, test)
     result.update({"limit": args.limit, "lm": args.lm, "generation_s": gen_s, "lm_check": not args.no_lm_check,
+                   "label_texts": not args.no_label_texts,
                    "intents": INTENTS, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
     (run_dir / "clinc_tstr.json").write_text(json.dumps(result, indent=2))
     command = "python bench/clinc_tstr.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -12,7 +12,7 @@ Two parts, both through the real verify stage (synthboot.stages.verify) on a fre
   or another problem's answer; and CLINC150 utterances with their true and a swapped intent. The
   true and the wrong version of an item share the verifier's one (stored) call.
 
-    python bench/verify_planted.py vote [--per-intent 2 5 10] [--method classifier neighbours] [--seed 0]
+    python bench/verify_planted.py vote [--per-intent 2 5 10] [--method classifier neighbours] [--label-texts on off] [--seed 0]
     python bench/verify_planted.py lm --gsm8k 12 --clinc 8          # ~10 s per call on 2 cores
     python bench/verify_planted.py lm --lm local/PATH.gguf --module cot --max-tokens 400 --gsm8k 8 --clinc 0
     python bench/verify_planted.py lm --lm local/qwen2.5-coder-1.5b --module pot --k 3 --min-agreeing 1 --gsm8k 12 --clinc 0
@@ -114,7 +114,7 @@ def rates(decisions: dict[int, dict], wrong: set[int], n: int) -> dict:
             "right_kept_rate": round(kept_right / len(right), 3) if right else None}
 
 
-def bench_vote(per_intent: int, n_test: int, seed: int, method: str = "classifier") -> list[dict]:
+def bench_vote(per_intent: int, n_test: int, seed: int, method: str = "classifier", label_texts: bool = True) -> list[dict]:
     data = clinc()
     rng = random.Random(seed)
     by_intent: dict[str, list[str]] = {}
@@ -131,9 +131,10 @@ def bench_vote(per_intent: int, n_test: int, seed: int, method: str = "classifie
             rows.append({"text": text, "intent": label})
         # The true and the swapped labels run in separate stores: together they would be label
         # conflicts of each other (same text, two labels), which is a different finding.
-        decisions, info = verify_rows(intent_spec(trusted, lm_check=False, label_vote={"method": method}), rows)
+        decisions, info = verify_rows(intent_spec(trusted, lm_check=False, label_vote={
+            "method": method, "label_texts": label_texts}), rows)
         wrong = set() if swap == "none" else set(range(len(rows)))
-        out.append({"part": "vote", "method": method, "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
+        out.append({"part": "vote", "method": method, "label_texts": label_texts, "trusted_per_intent": per_intent, "labels": swap, **rates(decisions, wrong, len(rows)),
                     "seconds": info["seconds"], "reasons": info["rejected"]})
     return out
 
@@ -185,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-intent", type=int, nargs="+", default=[2, 5, 10], help="vote: trusted rows per intent")
     parser.add_argument("--method", nargs="+", default=["classifier", "neighbours"], choices=["classifier", "neighbours"],
                         help="vote: verify.label_vote.method")
+    parser.add_argument("--label-texts", nargs="+", default=["on", "off"], choices=["on", "off"],
+                        help="vote: label names (and meanings) as trusted rows, or not")
     parser.add_argument("--lm", default="local")
     parser.add_argument("--gsm8k", type=int, default=12)
     parser.add_argument("--clinc", type=int, default=8)
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     if not SHARED.exists():
         sys.exit(f"benchmark data not found at {SHARED}")
     if args.part == "vote":
-        results = [r for n in args.per_intent for m in args.method for r in bench_vote(n, args.test, args.seed, m)]
+        results = [r for n in args.per_intent for m in args.method for t in args.label_texts
+                   for r in bench_vote(n, args.test, args.seed, m, t == "on")]
     else:
         results = bench_lm(args.lm, args.gsm8k, args.clinc, args.seed, args.module, args.k, args.max_tokens,
                            args.details, args.min_agreeing)

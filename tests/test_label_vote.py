@@ -10,7 +10,7 @@ import pytest
 
 import synthboot
 from synthboot.embeddings import get_embedder
-from synthboot.label_vote import Labelled, classifier_scores, vote
+from synthboot.label_vote import Labelled, classifier_scores, label_texts, vote
 from synthboot.lm.scripted import scripted_lm
 from synthboot.spec import LabelVoteSpec
 from synthboot.store import Store
@@ -48,6 +48,33 @@ def test_vote_rejects_swapped_labels_and_keeps_right_ones(method):
     found = findings[103]
     assert found.reason == "label_vote" and found.details["vote"] == "balance" and found.details["label"] == "transfer"
     assert found.details["method"] == method
+
+
+def test_label_names_vote_with_two_seeds_a_label():
+    """Two vague seeds a label: the label's own name tells a declined card from a lost one."""
+    embedder = get_embedder("local")
+    seeds = [("my card isn't working at the shop", "card_declined"), ("why won't the machine take my card", "card_declined"),
+             ("i can't find my card", "report_lost_card"), ("where did my card go", "report_lost_card"),
+             ("what's in my account", "balance"), ("how much have i got", "balance")]
+    cands = [Labelled(100, "my card was rejected", "report_lost_card"),  # wrong
+             Labelled(101, "balance", "card_declined"),  # wrong; the text equals a label's name
+             Labelled(102, "my payment was declined", "card_declined"),  # right
+             Labelled(103, "i lost my credit card", "report_lost_card")]  # right
+    trusted = [Labelled(i, t, label) for i, (t, label) in enumerate(seeds)]
+    named_texts = label_texts({"card_declined": None, "report_lost_card": None, "balance": None, "pin": "change a pin"},
+                              {label for _, label in seeds})
+    assert ("report_lost_card", "report lost card") in named_texts and all(lab != "pin" for lab, _ in named_texts)
+    named = [Labelled(-1, text, label) for label, text in named_texts]
+    cand_rows, trusted_rows = embedder.encode([c.text for c in cands]), embedder.encode([t.text for t in trusted])
+    without = vote(cands, trusted, cand_rows, trusted_rows, LabelVoteSpec())
+    with_names = vote(cands, trusted, cand_rows, trusted_rows, LabelVoteSpec(), named,
+                      embedder.encode([n.text for n in named]))
+    assert 100 not in without and 101 not in without  # the seeds alone miss both swaps
+    assert with_names[100].details["vote"] == "card_declined"
+    assert with_names[101].reason == "label_vote"  # a label's name is no example: no label conflict
+    assert 102 not in with_names and 103 not in with_names
+    assert label_texts({"bill_due": "when a bill is due"}, {"bill_due"}) == [
+        ("bill_due", "bill due"), ("bill_due", "when a bill is due")]
 
 
 # Exact cases on hand-made unit vectors: three labels, two trusted rows each, around three axes.

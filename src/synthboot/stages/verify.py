@@ -34,7 +34,8 @@ from dspy.utils.exceptions import LMError
 
 from synthboot import agreement
 from synthboot.embeddings import get_embedder
-from synthboot.label_vote import Labelled, vote
+from synthboot.label_vote import Labelled, label_texts, vote
+from synthboot.stages.strategies import value_meaning
 from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
@@ -92,7 +93,7 @@ class LabelVoteCheck:
 
     def __init__(self, spec: Spec, schema: TaskSchema, fields: list[str]):
         self.settings_ = spec.verify.label_vote
-        self.schema = schema
+        self.spec, self.schema = spec, schema
         enums = schema.enum_fields()
         self.fields = [f for f in fields if f in enums]
 
@@ -112,9 +113,13 @@ class LabelVoteCheck:
             values = set(self.schema.enum_fields()[name])
             trusted = [(t.id, t.fields or {}) for t in trusted_rows if str((t.fields or {}).get(name)) in values]
             trusted_emb = embedder.encode([input_text(f, self.schema) for _, f in trusted])
+            named = label_texts({v: value_meaning(self.spec, name, v) for v in self.schema.enum_fields()[name]},
+                                {str(f[name]) for _, f in trusted}) if self.settings_.label_texts else []
             findings = vote([Labelled(c.id, texts[c.id], str((c.fields or {}).get(name))) for c in candidates],
                             [Labelled(tid, input_text(f, self.schema), str(f[name])) for tid, f in trusted],
-                            cand_rows, trusted_emb, self.settings_)
+                            cand_rows, trusted_emb, self.settings_,
+                            [Labelled(-1, text, label) for label, text in named],
+                            embedder.encode([text for _, text in named]) if named else None)
             for cid, finding in findings.items():
                 if outcomes[cid].reason is None:
                     outcomes[cid] = Outcome(f"{finding.reason}:{name}", {"field": name, **finding.details})
