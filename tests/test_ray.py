@@ -126,17 +126,3 @@ def test_distributed_minhash_equals_the_local_layer(ray_cluster):
     assert stats["blocks"] > 1 and stats["partitions"] > 1
     assert np.array_equal(there, minhash_pairs(texts, layer, run_local=True))
     assert minhash_candidates(texts, layer) == layer.candidates(texts)
-
-
-
-def test_minhash_group_by_runs_in_this_process_on_a_one_machine_cluster(ray_cluster, monkeypatch):
-    """A local cluster is one machine: the sharded MinHash layer runs in the driver, says so, and
-    finds the local layer's pairs."""
-    import synthboot.engines.ray as ray_engine
-
-    monkeypatch.setattr(ray_engine, "MINHASH_SHARD_ABOVE", 100)
-    texts = t0_prompts(300)
-    layer = MinHashLayer(threshold=0.6)
-    on_ray = ray_engine.RayLayer(layer)
-    assert on_ray.candidates(texts) == layer.candidates(texts)
-    assert "ran in this process" in on_ray.note and "one machine" in on_ray.note

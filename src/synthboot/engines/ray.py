@@ -196,11 +196,8 @@ class RayEngine:
 
     def run_dedup(self, store, spec: Spec, upstream_hash: str, **kwargs):
         self.connect()
-        ray_layers = [RayLayer(layer) for layer in dedup_stage.make_layers(spec)]
-        layers: list[dedup_stage.Layer] = list(ray_layers)
-        result = dedup_stage.run_dedup(store, spec, upstream_hash, layers=layers, **kwargs)
-        result.warnings.extend(layer.note for layer in ray_layers if layer.note)
-        return result
+        layers: list[dedup_stage.Layer] = [RayLayer(layer) for layer in dedup_stage.make_layers(spec)]
+        return dedup_stage.run_dedup(store, spec, upstream_hash, layers=layers, **kwargs)
 
     def _on_cluster(self, lm: dspy.LM, section: Any, default: Any = None) -> dspy.LM:
         """The LM the pipeline built, as its cluster twin (unless it already is one).
@@ -252,7 +249,6 @@ class RayLayer:
         self.layer = layer
         self.name = layer.name
         self.fields = layer.fields
-        self.note = ""  # what the run should be told (the group-by ran in this process)
 
     def candidates(self, texts: Sequence[str]):
         import ray
@@ -260,14 +256,7 @@ class RayLayer:
         if self.name == "minhash" and len(texts) > MINHASH_SHARD_ABOVE:
             from synthboot.engines.ray_minhash import minhash_candidates
 
-            # On one machine the workers share its cores, and shipping blocks between processes
-            # only adds work: the same group-by (same pairs) runs in this process instead.
-            # 250k T0 rows, 2 CPUs: 45.8 s in one process, 83.5 s on Ray (BENCHMARKS.md, issue 15).
-            one_machine = sum(1 for node in ray.nodes() if node.get("Alive")) <= 1
-            if one_machine:
-                self.note = (f"dedup: the MinHash group-by of {len(texts)} texts ran in this process, not on "
-                             "Ray: the cluster is one machine, where Ray is slower (Ray pays with more machines)")
-            return minhash_candidates(list(texts), self.layer, run_local=one_machine)
+            return minhash_candidates(list(texts), self.layer)
         remote = ray.remote(num_cpus=1)(_layer_candidates)
         return ray.get(remote.remote(self.layer, ray.put(list(texts))))
 
