@@ -21,6 +21,16 @@ from synthboot.lm.local import resolve_model_path
 PROMPT, SEQS, STEPS = 700, 16, 12
 
 
+
+def decode_items(ctx, batch, items: list[tuple[int, int, int, bool]]) -> None:
+    """One llama_decode of (token, position, sequence id, wants logits) rows."""
+    batch.n_tokens = len(items)
+    for i, (token, pos, seq, logits) in enumerate(items):
+        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
+        batch.seq_id[i][0] = seq
+    if L.llama_decode(ctx, batch) != 0:
+        raise RuntimeError("llama_decode failed")
+
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "smollm2"
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(), flush=True)
@@ -35,12 +45,7 @@ def main() -> None:
     batch = L.llama_batch_init(512, 0, SEQS)
 
     def decode(items: list[tuple[int, int, int, bool]]) -> None:
-        batch.n_tokens = len(items)
-        for i, (token, pos, seq, logits) in enumerate(items):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
-            batch.seq_id[i][0] = seq
-        if L.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
+        decode_items(ctx, batch, items)
 
     prompt = np.random.default_rng(0).integers(100, 20000, PROMPT).tolist()
     cpu = time.process_time()

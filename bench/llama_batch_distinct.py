@@ -21,6 +21,8 @@ from llama_cpp import llama_cpp as L
 
 from synthboot.lm.local import resolve_model_path
 
+from llama_batch_decode import decode_items  # bench/ is on the path when run as a script
+
 
 QUIET = L.llama_log_callback(lambda level, text, data: None)  # kept alive: llama.cpp calls it later
 
@@ -35,12 +37,7 @@ def run(model, *, seqs: int, flash: bool, unified: bool, prompt_len: int, steps:
     batch = L.llama_batch_init(512, 0, 1)
 
     def decode(items: list[tuple[int, int, int, bool]]) -> None:
-        batch.n_tokens = len(items)
-        for i, (token, pos, seq, logits) in enumerate(items):
-            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, logits
-            batch.seq_id[i][0] = seq
-        if L.llama_decode(ctx, batch) != 0:
-            raise RuntimeError("llama_decode failed")
+        decode_items(ctx, batch, items)
 
     rng = np.random.default_rng(0)
     head = rng.integers(100, 20000, shared).tolist()
