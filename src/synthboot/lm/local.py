@@ -13,6 +13,7 @@ import importlib.util
 import json
 import queue
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -192,11 +193,9 @@ class LlamaCppEngine:
             if len(self._decoders) < self.instances and all(d.load() > 0 for d in self._decoders):
                 from synthboot.lm.batched import BatchDecoder
 
-                try:
-                    self._decoders.append(BatchDecoder(str(self.path), parallel=self.parallel, n_ctx=self.n_ctx,
-                                                       n_threads=self.n_threads, grammar_mode=self.sampler))
-                except (ValueError, OSError) as exc:
-                    raise LMUnavailableError(f"cannot load the local model {self.path}: {exc}") from None
+                self._decoders.append(self._loaded(lambda: BatchDecoder(
+                    str(self.path), parallel=self.parallel, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                    grammar_mode=self.sampler)))
             return min(self._decoders, key=lambda d: d.load()).submit(messages, kwargs)
 
     def _acquire(self):
@@ -213,10 +212,14 @@ class LlamaCppEngine:
     def _load(self):
         from synthboot.lm.llama_instance import EmbeddedLlama
 
+        return self._loaded(lambda: EmbeddedLlama(
+            model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads, n_threads_batch=self.n_threads,
+            verbose=False, grammar_mode=self.sampler, prefix_states=self.prefix_states))
+
+    def _loaded(self, make: Callable[[], Any]) -> Any:
+        """`make()`, with llama.cpp's load failure (a bad or truncated GGUF) said as LMUnavailableError."""
         try:
-            return EmbeddedLlama(model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                 n_threads_batch=self.n_threads, verbose=False, grammar_mode=self.sampler,
-                                 prefix_states=self.prefix_states)
+            return make()
         except (ValueError, OSError) as exc:
             raise LMUnavailableError(f"cannot load the local model {self.path}: {exc}") from None
 
