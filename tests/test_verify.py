@@ -255,18 +255,27 @@ dedup: {semantic: false}
     assert wrong["details"]["lm"]["fields"]["answer"]["match"] == "embedding"
 
 
-def test_verify_on_the_embedded_model(tmp_path):
-    """The real verifier (SmolLM2 under a JSON grammar) on two candidates: two calls, both values stored."""
+def run_generating(tmp_path, spec_text: str, items: dict):
+    """Run `spec_text` with a scripted generator writing `items` (question -> answer) on every call.
+
+    Returns the verify stage's result and the spec's path (for a second run on the same store).
+    """
     spec_path = tmp_path / "math.yaml"
-    spec_path.write_text(MATH_SPEC.replace("per_topic: 6, per_call: 6", "per_topic: 2, per_call: 2")
-                         + "verify: {lm: local, max_tokens: 64}\n")
-    two = dict(itertools.islice(PLANTED.items(), 3, 5))
+    spec_path.write_text(spec_text)
 
     def reply(prompt: str) -> str:
-        return json.dumps({"examples": [{"question": q, "answer": a} for q, a in two.items()]})
+        return json.dumps({"examples": [{"question": q, "answer": a} for q, a in items.items()]})
 
     result = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([reply], cycle=True))
     [verify] = [s for s in result.stages if s.stage == "verify"]
+    return verify, spec_path
+
+
+def test_verify_on_the_embedded_model(tmp_path):
+    """The real verifier (SmolLM2 under a JSON grammar) on two candidates: two calls, both values stored."""
+    two = dict(itertools.islice(PLANTED.items(), 3, 5))
+    verify, spec_path = run_generating(tmp_path, MATH_SPEC.replace("per_topic: 6, per_call: 6", "per_topic: 2, per_call: 2")
+                                       + "verify: {lm: local, max_tokens: 64}\n", two)
     assert verify.decided == 2
     with Store(tmp_path / "run") as store:
         by_model = {t.name: t.calls for t in store.call_totals("model")}

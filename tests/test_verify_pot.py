@@ -15,7 +15,7 @@ import synthboot
 from synthboot.lm.scripted import scripted_lm
 from synthboot.store import Store
 
-from .test_verify import MATH_SPEC as VERIFY_MATH_SPEC, verify_decisions
+from .test_verify import MATH_SPEC as VERIFY_MATH_SPEC, run_generating, verify_decisions
 
 MATH_SPEC = VERIFY_MATH_SPEC + "verify: {module: pot}\n"  # the verify tests' spec, programs on
 
@@ -159,16 +159,9 @@ def test_pot_with_a_text_field_predicts_the_text_and_computes_the_number(tmp_pat
 
 def test_pot_on_the_embedded_model(tmp_path):
     """The real verifier (SmolLM2 under a JSON grammar) writes a program for two candidates; each is stored."""
-    spec_path = tmp_path / "math.yaml"
-    spec_path.write_text(MATH_SPEC.replace("per_topic: 6, per_call: 6", "per_topic: 2, per_call: 2")
-                         .replace("verify: {module: pot}", "verify: {module: pot, lm: local, max_tokens: 96}"))
     two = {q: a for q, (a, _) in list(PLANTED.items())[:2]}
-
-    def reply(prompt: str) -> str:
-        return json.dumps({"examples": [{"question": q, "answer": a} for q, a in two.items()]})
-
-    result = synthboot.run(synthboot.load_spec(spec_path), tmp_path / "run", lm=scripted_lm([reply], cycle=True))
-    [verify] = [s for s in result.stages if s.stage == "verify"]
+    verify, spec_path = run_generating(tmp_path, MATH_SPEC.replace("per_topic: 6, per_call: 6", "per_topic: 2, per_call: 2")
+                                       .replace("verify: {module: pot}", "verify: {module: pot, lm: local, max_tokens: 96}"), two)
     assert verify.decided == 2
     with Store(tmp_path / "run") as store:
         assert {t.name: t.calls for t in store.call_totals("purpose")}["verify"] == 2

@@ -58,6 +58,39 @@ class GenerationTask:
 
 
 @dataclass
+class TaskGuard:
+    """Whether a generation task may start, and what its failure does to the stage's other tasks.
+
+    Checked as each task starts, on the worker: a stop (budget, Ctrl-C), a server that fails every
+    call (the streak) or one error no other task can get past (a bad key, a broken spec) leaves the
+    tasks not yet started undone for the next run.
+    """
+
+    model: str
+    should_stop: Callable[[], bool] | None = None
+    streak: FailureStreak = field(default_factory=lambda: FailureStreak(STAGE))
+    halted: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, work: Callable[[], int]) -> int | None:
+        """`work()`'s candidate count, or None when the task was left undone."""
+        if (self.should_stop and self.should_stop()) or self.streak.tripped or self.halted.is_set():
+            return None
+        try:
+            count = work()
+        except Exception as exc:
+            self.streak.failed(exc)
+            if isinstance(exc, SynthbootError) or fatal_error(exc, self.model) is not None:
+                self.halted.set()
+            raise
+        self.streak.succeeded()
+        return count
+
+    def raise_if_tripped(self, api_base: str | None) -> None:
+        if self.streak.tripped:
+            raise self.streak.error(self.model, api_base)
+
+
+@dataclass
 class GenerateResult:
     tasks_total: int = 0
     tasks_run: int = 0
@@ -119,8 +152,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
     todo = [t for t in tasks if t.key not in done]
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
 
-    streak = FailureStreak(STAGE)  # a server that fails every call stops the stage, not each task
-    halted = threading.Event()  # an error no other task can get past (a bad key, a broken spec)
+    guard = TaskGuard(lm.model, should_stop)
 
     def generator_for(cell: tuple) -> dspy.Module:
         with generators_lock:
@@ -129,20 +161,8 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
             return generators[cell]
 
     def one(task: GenerationTask, history: list) -> int | None:
-        # Checked as each task starts, on the worker: a stop (budget, Ctrl-C, a failing server)
-        # leaves the tasks not yet started undone for the next run.
-        if (should_stop and should_stop()) or streak.tripped or halted.is_set():
-            return None
-        try:
-            inputs = strategies.prompt_inputs(spec, schema, strategy, task, seeds, history)
-            count = _run_task(store, spec, schema, generator_for(task.cell), lm, inputs, task)
-        except Exception as exc:
-            streak.failed(exc)
-            if isinstance(exc, SynthbootError) or fatal_error(exc, lm.model) is not None:
-                halted.set()
-            raise
-        streak.succeeded()
-        return count
+        return guard.run(lambda: _run_task(store, spec, schema, generator_for(task.cell), lm, strategies.prompt_inputs(
+            spec, schema, strategy, task, seeds, history), task))
 
     def waves() -> Iterator[list[tuple[GenerationTask, Callable[[], int | None]]]]:
         # A wave's history is read only once the wave before it has finished (the generator is lazy).
@@ -152,8 +172,7 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
 
     run_task_waves(store, result, lm, waves(), concurrency=concurrency, thread_name="generate",
                    topic_of=lambda task: task.topic, total=len(tasks), on_progress=on_progress)
-    if streak.tripped:
-        raise streak.error(lm.model, spec.generate.api_base)
+    guard.raise_if_tripped(spec.generate.api_base)
     return result
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -25,14 +24,12 @@ from typing import Any
 import dspy
 from pydantic import create_model
 
-from synthboot.errors import SynthbootError
 from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
-from synthboot.lm.failures import FailureStreak, fatal_error
 from synthboot.schema import TaskSchema, all_seeds
 from synthboot.sources import GroundedFields, grounded_fields
 from synthboot.spec import Spec
-from synthboot.stages.generate import GenerateResult, parse_items, reply_items, run_task_waves
+from synthboot.stages.generate import GenerateResult, TaskGuard, parse_items, reply_items, run_task_waves
 from synthboot.store import Chunk, Store
 
 STAGE = "generate"
@@ -172,26 +169,15 @@ def run_generate_grounded(store: Store, spec: Spec, lm: dspy.LM, tasks: list[Gro
     done = store.done_tasks(STAGE)
     todo = [t for t in tasks if t.key not in done]
     result = GenerateResult(tasks_total=len(tasks), tasks_skipped=len(tasks) - len(todo))
-    streak, halted = FailureStreak(STAGE), threading.Event()
+    guard = TaskGuard(lm.model, should_stop)
 
     def one(task: GroundedTask) -> int | None:
-        if (should_stop and should_stop()) or streak.tripped or halted.is_set():
-            return None  # left undone for the next run
-        try:
-            count = _run_task(store, spec, fields, generator, lm, seeds_json, task)
-        except Exception as exc:
-            streak.failed(exc)
-            if isinstance(exc, SynthbootError) or fatal_error(exc, lm.model) is not None:
-                halted.set()
-            raise
-        streak.succeeded()
-        return count
+        return guard.run(lambda: _run_task(store, spec, fields, generator, lm, seeds_json, task))
 
     run_task_waves(store, result, lm, [[(task, functools.partial(one, task)) for task in todo]],
                    concurrency=concurrency, thread_name="generate-grounded", topic_of=lambda task: task.document,
                    total=len(tasks), on_progress=on_progress)
-    if streak.tripped:
-        raise streak.error(lm.model, spec.generate.api_base)
+    guard.raise_if_tripped(spec.generate.api_base)
     return result
 
 
