@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("configs", nargs="+", choices=sorted(embedded_speed.CONFIGS))
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--top", type=int, default=0, help="also print the N functions with the most own time")
     args = parser.parse_args()
     requests: list = []
     complete = local.LlamaCppEngine.complete
@@ -43,8 +44,8 @@ def main() -> None:
     local.LlamaCppEngine.complete = complete  # type: ignore[method-assign]
     print("uptime:", embedded_speed.uptime(), flush=True)
     for config in args.configs:
-        sampler, states_mb = embedded_speed.CONFIGS[config]
-        engine = local.LlamaCppEngine("smollm2", instances=1, sampler=sampler, prefix_states_mb=states_mb)
+        settings, _ = embedded_speed.CONFIGS[config]
+        engine = local.LlamaCppEngine("smollm2", **{**settings, "instances": 1})
         engine.complete(requests[0])  # loads the instance; not counted
         llama = engine._pool.get()
         llama_cpp.llama_perf_context_reset(llama._ctx.ctx)
@@ -68,6 +69,8 @@ def main() -> None:
         print(f"{config}: {len(requests) - 1} calls, process CPU {cpu:.1f} s; wall in llama.cpp decode {decode:.1f} s, "
               f"in sampling {sampling:.1f} s; prompt decode {perf.n_p_eval} tokens in {perf.t_p_eval_ms / 1000:.1f} s, "
               f"generation decode {perf.n_eval} tokens in {perf.t_eval_ms / 1000:.1f} s", flush=True)
+        if args.top:
+            stats.sort_stats("tottime").print_stats(args.top)
     print("uptime:", embedded_speed.uptime())
 
 

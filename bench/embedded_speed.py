@@ -22,6 +22,11 @@ every call's output text equals today's (same seed -> same output).
     python bench/embedded_speed.py --limit 40 --rounds 2
     python bench/embedded_speed.py --limit 64 --rounds 1 --configs today,new,batched,batched8
     python bench/embedded_speed.py --model qwen2.5-coder-1.5b --limit 4 --rounds 1 --max-tokens 200
+    python bench/embedded_speed.py --limit 20 --rounds 2 --configs today,new --baseline-src /tmp/old/src
+
+`--baseline-src` runs the first config from another checkout's `src` (in a subprocess): the way to
+compare against the pipeline as it was when a change is in the prompts, not the engine (then the
+outputs differ from the baseline's, and what is checked is that each config's rounds agree).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -119,6 +125,16 @@ def generate_run(model: str, config: str, limit: int, max_tokens: int | None) ->
             "_outputs": outputs}
 
 
+def baseline_run(args: argparse.Namespace, config: str) -> dict:
+    """One run of `config` with the baseline checkout's synthboot (this script, run by that code)."""
+    env = {**os.environ, "PYTHONPATH": args.baseline_src}
+    command = [sys.executable, __file__, "--single", config, "--model", args.model, "--limit", str(args.limit)]
+    if args.max_tokens:
+        command += ["--max-tokens", str(args.max_tokens)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    return {**json.loads(out.strip().splitlines()[-1]), "src": args.baseline_src}
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):
@@ -136,17 +152,30 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="override the spec's max_tokens")
     parser.add_argument("--configs", default="today,shortlist,new",
                         help=f"comma-separated, the first is the baseline; of {', '.join(CONFIGS)}")
+    parser.add_argument("--baseline-src", default=None,
+                        help="run the first config with this `src` on PYTHONPATH (another checkout)")
+    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # one run, as JSON (subprocess)
     args = parser.parse_args()
+    if args.single:
+        print(json.dumps(generate_run(args.model, args.single, args.limit, args.max_tokens)))
+        return
     configs = args.configs.split(",")
     print("uptime:", uptime(), flush=True)
     runs: list[dict] = []
     for round_ in range(args.rounds):
         order = configs if round_ % 2 == 0 else configs[::-1]
         for config in order:
-            row = generate_run(args.model, config, args.limit, args.max_tokens)
+            if args.baseline_src and config == configs[0]:
+                row = baseline_run(args, config)
+            else:
+                row = generate_run(args.model, config, args.limit, args.max_tokens)
             runs.append(row)
             print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), "|", uptime(), flush=True)
-    baseline = [r for r in runs if r["config"] == "today"]
+    baseline = [r for r in runs if r["config"] == configs[0]]
+    for config in configs:
+        rows = [r for r in runs if r["config"] == config]
+        print(json.dumps({"config": config, "same_outputs_every_round": all(
+            r["_outputs"] == rows[0]["_outputs"] for r in rows[1:])}), flush=True)
     for config in configs[1:]:
         rows = [r for r in runs if r["config"] == config]
         same = [a["_outputs"] == b["_outputs"] for a, b in zip(baseline, rows)]
