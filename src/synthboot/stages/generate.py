@@ -161,8 +161,10 @@ def run_generate(store: Store, spec: Spec, lm: dspy.LM, tasks: list[GenerationTa
             return generators[cell]
 
     def one(task: GenerationTask, history: list) -> int | None:
-        return guard.run(lambda: _run_task(store, spec, schema, generator_for(task.cell), lm, strategies.prompt_inputs(
-            spec, schema, strategy, task, seeds, history), task))
+        def work() -> int:
+            inputs = strategies.prompt_inputs(spec, schema, strategy, task, seeds, history)
+            return _run_task(store, spec, schema, generator_for(task.cell), lm, inputs, task)
+        return guard.run(work)
 
     def waves() -> Iterator[list[tuple[GenerationTask, Callable[[], int | None]]]]:
         # A wave's history is read only once the wave before it has finished (the generator is lazy).
