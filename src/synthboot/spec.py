@@ -380,6 +380,11 @@ class Spec(_Strict):
     # Directory that relative paths in the spec (seeds_file) are resolved against.
     base_dir: str = Field(".", exclude=True)
 
+    def meaning(self, field: str, value: str) -> str | None:
+        """What the spec says an enum value means (`meanings:`), if it says."""
+        spec = self.fields.get(field) if self.fields else None
+        return (spec.meanings or {}).get(value) if spec else None
+
     @field_validator("topics")
     @classmethod
     def _topics_unique(cls, topics: list[str]) -> list[str]:

@@ -167,12 +167,6 @@ def mutation_of(spec: Spec, schema: TaskSchema, topic_index: int, batch: int) ->
 
 
 # -- prompts ---------------------------------------------------------------------------------------
-def value_meaning(spec: Spec, name: str, value: str) -> str | None:
-    """What the spec says an enum value means (`meanings:`), if it says."""
-    field = spec.fields.get(name) if spec.fields else None
-    return (field.meanings or {}).get(value) if field else None
-
-
 def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
     """The output item's model, which the local engine turns into the output grammar.
 
@@ -195,7 +189,7 @@ def item_model(schema: TaskSchema, spec: Spec, cell: Cell) -> type:
         annotation: Any = info.annotation
         if name in pinned:
             annotation = Literal[pinned[name]]
-            meaning = value_meaning(spec, name, pinned[name])
+            meaning = spec.meaning(name, pinned[name])
             if meaning:  # only the asked-for value's meaning, not every label's
                 info = FieldInfo.merge_field_infos(info, description=meaning)
         elif name in minimums and annotation is str:
@@ -222,7 +216,7 @@ def attributes_text(spec: Spec, schema: TaskSchema, cell: Cell) -> str:
         return "any"
     lines = []
     for name, value in cell:
-        desc = value_meaning(spec, name, value) or schema.description(name)
+        desc = spec.meaning(name, value) or schema.description(name)
         lines.append(f"{name} = {value}" + (f" ({desc})" if desc else ""))
     return "\n".join(lines)
 

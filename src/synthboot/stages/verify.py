@@ -35,7 +35,6 @@ from dspy.utils.exceptions import LMError
 from synthboot import agreement
 from synthboot.embeddings import get_embedder
 from synthboot.label_vote import Labelled, label_texts, vote
-from synthboot.stages.strategies import value_meaning
 from synthboot.lm.adapter import JSON_ADAPTER
 from synthboot.lm.calls import call_scope
 from synthboot.lm.failures import FailureStreak, fatal_error
@@ -113,7 +112,7 @@ class LabelVoteCheck:
             values = set(self.schema.enum_fields()[name])
             trusted = [(t.id, t.fields or {}) for t in trusted_rows if str((t.fields or {}).get(name)) in values]
             trusted_emb = embedder.encode([input_text(f, self.schema) for _, f in trusted])
-            named = label_texts({v: value_meaning(self.spec, name, v) for v in self.schema.enum_fields()[name]},
+            named = label_texts({v: self.spec.meaning(name, v) for v in self.schema.enum_fields()[name]},
                                 {str(f[name]) for _, f in trusted}) if self.settings_.label_texts else []
             findings = vote([Labelled(c.id, texts[c.id], str((c.fields or {}).get(name))) for c in candidates],
                             [Labelled(tid, input_text(f, self.schema), str(f[name])) for tid, f in trusted],
